@@ -1,0 +1,13 @@
+/**
+ * phonehome: every subcommand of both sides, for `deno run -A main.ts <command>`.
+ * The compiled binaries use src/cli/builder_main.ts and src/cli/relay_main.ts.
+ *
+ * @module
+ */
+
+import { BUILDER_COMMANDS, POD_COMMANDS } from "./src/cli/commands.ts";
+import { runCli } from "./src/cli/run.ts";
+
+if (import.meta.main) {
+  Deno.exit(await runCli("phonehome", [...BUILDER_COMMANDS, ...POD_COMMANDS], Deno.args));
+}

@@ -1,0 +1,12 @@
+/**
+ * Entry point of the builder-side binary, `phonehome-builder` (build, receive).
+ *
+ * @module
+ */
+
+import { BUILDER_COMMANDS } from "./commands.ts";
+import { runCli } from "./run.ts";
+
+if (import.meta.main) {
+  Deno.exit(await runCli("phonehome-builder", BUILDER_COMMANDS, Deno.args));
+}

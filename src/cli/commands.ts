@@ -1,0 +1,19 @@
+/**
+ * The subcommands of each side, grouped as the two compiled binaries ship them.
+ *
+ * @module
+ */
+
+import { buildSpec, runBuild } from "./build_command.ts";
+import { receiveSpec, runReceive } from "./receive_command.ts";
+import { relaySpec, runRelayCommand } from "./relay_command.ts";
+import type { Command } from "./run.ts";
+
+/** Builder-side commands: in the builder image. */
+export const BUILDER_COMMANDS: readonly Command[] = [
+  { spec: buildSpec, run: runBuild },
+  { spec: receiveSpec, run: runReceive },
+];
+
+/** Pod-side commands: in every build image. */
+export const POD_COMMANDS: readonly Command[] = [{ spec: relaySpec, run: runRelayCommand }];

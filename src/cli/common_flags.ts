@@ -1,0 +1,125 @@
+/**
+ * Flags shared by several subcommands, declared once so that a setting has the
+ * same name, variable and default everywhere it appears.
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+import { DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES } from "../protocol.ts";
+import type { FlagSpec, ParsedFlags } from "./flags.ts";
+
+/** `--token`: the per-build secret. */
+export const tokenFlag: FlagSpec = {
+  name: "token",
+  kind: "string",
+  env: ["PHONEHOME_TOKEN"],
+  valueName: "SECRET",
+  help: "The per-build secret the relay presents. Generated when absent.",
+};
+
+/** Flags of the receiving side, shared by `receive` and `build`. */
+export function receiverFlags(defaultListen: string): FlagSpec[] {
+  return [
+    {
+      name: "listen",
+      kind: "string",
+      env: ["PHONEHOME_LISTEN"],
+      default: defaultListen,
+      valueName: "HOST:PORT",
+      help: "Address to listen on; port 0 lets the OS pick a free port.",
+    },
+    {
+      name: "advertise-host",
+      kind: "string",
+      env: ["PHONEHOME_ADVERTISE_HOST", "POD_IP"],
+      valueName: "HOST",
+      help: "Host or IP the relay must dial, used in the URL. Defaults to the listen host " +
+        "(127.0.0.1 when listening on all addresses).",
+    },
+    tokenFlag,
+    {
+      name: "connect-timeout",
+      kind: "integer",
+      env: ["PHONEHOME_CONNECT_TIMEOUT", "BUILDER_POD_WAIT_DURATION"],
+      default: "900000",
+      valueName: "MS",
+      min: 1,
+      help: "How long to wait for the relay to phone home, in milliseconds.",
+    },
+    {
+      name: "reconnect-grace",
+      kind: "integer",
+      env: ["PHONEHOME_RECONNECT_GRACE"],
+      default: "120000",
+      valueName: "MS",
+      min: 1,
+      help: "How long to wait for a relay that disconnected before FINISHED, in milliseconds.",
+    },
+    {
+      name: "idle-interval",
+      kind: "integer",
+      env: ["SESSION_IDLE_INTERVAL"],
+      default: "10000",
+      valueName: "MS",
+      min: 0,
+      help: "Print '...' to stderr after this many silent milliseconds, so idle SSH " +
+        "sessions stay open; 0 turns it off.",
+    },
+    {
+      name: "merge",
+      kind: "boolean",
+      env: ["PHONEHOME_MERGE"],
+      help: "Write the build's stderr to stdout too, for hooks that forward only stdout.",
+    },
+    {
+      name: "verbose",
+      kind: "boolean",
+      env: ["PHONEHOME_VERBOSE"],
+      help: "Also report when the relay connects.",
+    },
+  ];
+}
+
+/** `--window`: the flow-control window. */
+export const windowFlag: FlagSpec = {
+  name: "window",
+  kind: "integer",
+  env: ["PHONEHOME_WINDOW"],
+  default: String(DEFAULT_WINDOW_BYTES),
+  valueName: "BYTES",
+  min: 65536,
+  help: "Most output the relay holds unacknowledged before it pauses the build.",
+};
+
+/** `--drain-grace`: how long leftovers may hold the build's pipes open. */
+export const drainGraceFlag: FlagSpec = {
+  name: "drain-grace",
+  kind: "integer",
+  env: ["PHONEHOME_DRAIN_GRACE"],
+  default: "2000",
+  valueName: "MS",
+  min: 0,
+  help: "After the build exits, how long a process it left behind may keep its output " +
+    "open before the relay ends the stream and stops that process group.",
+};
+
+/** Reads `--window` and checks it against the protocol's limit. */
+export function windowBytes(flags: ParsedFlags): number {
+  const window = flags.integer("window") ?? DEFAULT_WINDOW_BYTES;
+  if (window > MAX_WINDOW_BYTES) {
+    throw new UsageError(`${flags.source("window")} must be at most ${MAX_WINDOW_BYTES} bytes.`);
+  }
+  return window;
+}
+
+/** Splits `HOST:PORT` (IPv6 in brackets) and checks both halves. */
+export function parseListen(value: string, source: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value);
+  if (match === null) {
+    throw new UsageError(`${source} must look like HOST:PORT, not ${JSON.stringify(value)}.`);
+  }
+  const port = Number(match[3]);
+  if (port > 65535) throw new UsageError(`${source} has port ${port}, beyond 65535.`);
+  return { hostname: match[1] ?? (match[2] || "0.0.0.0"), port };
+}

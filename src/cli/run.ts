@@ -1,0 +1,91 @@
+/**
+ * The command-line front door: picks the subcommand, parses its flags, runs it,
+ * and turns every failure into one line on stderr and a documented exit status.
+ *
+ * @module
+ */
+
+import { PhonehomeError, UsageError } from "../errors.ts";
+import { ExitCode } from "../exit_codes.ts";
+import { type CommandSpec, formatHelp, type ParsedFlags, parseFlags } from "./flags.ts";
+
+/** The phonehome release. */
+export const VERSION = "0.1.0";
+
+/** A subcommand: its command line and what runs it. */
+export interface Command {
+  /** The flags and help of the command. */
+  spec: CommandSpec;
+  /** Runs the command and resolves with the exit status. */
+  run: (flags: ParsedFlags) => Promise<number>;
+}
+
+function overview(program: string, commands: readonly Command[]): string {
+  const width = Math.max(...commands.map((c) => c.spec.name.length)) + 2;
+  const lines = commands.map((c) => {
+    const first = c.spec.summary.split(/(?<=\.)\s/)[0];
+    return `  ${c.spec.name.padEnd(width)}${first}`;
+  });
+  return [
+    `Usage: ${program} <command> [options]`,
+    "",
+    "phonehome streams a build's output and exit status from the build pod straight back",
+    "to the builder over a WebSocket: live, byte-exact, and without polling Kubernetes.",
+    "",
+    "Commands:",
+    ...lines,
+    "",
+    `Run '${program} <command> --help' for a command's options and environment variables.`,
+    "",
+  ].join("\n");
+}
+
+async function print(
+  stream: { write(p: Uint8Array): Promise<number> },
+  text: string,
+): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  let done = 0;
+  while (done < bytes.byteLength) done += await stream.write(bytes.subarray(done));
+}
+
+/** Runs the CLI with `args` over `commands`; resolves with the exit status. */
+export async function runCli(
+  program: string,
+  commands: readonly Command[],
+  args: readonly string[],
+): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+    await print(Deno.stdout, overview(program, commands));
+    return name === undefined ? ExitCode.usage : 0;
+  }
+  if (name === "--version" || name === "version") {
+    await print(Deno.stdout, `phonehome ${VERSION}\n`);
+    return 0;
+  }
+  const command = commands.find((c) => c.spec.name === name);
+  try {
+    if (command === undefined) {
+      throw new UsageError(
+        `Unknown command ${JSON.stringify(name)}; choose one of: ${
+          commands.map((c) => c.spec.name).join(", ")
+        }.`,
+      );
+    }
+    const flags = parseFlags(command.spec, rest);
+    if (flags.help) {
+      await print(Deno.stdout, formatHelp(command.spec));
+      return 0;
+    }
+    return await command.run(flags);
+  } catch (error) {
+    if (error instanceof PhonehomeError) {
+      await print(Deno.stderr, `phonehome: ${error.message}\n`);
+      return error.exitCode;
+    }
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    await print(Deno.stderr, `phonehome: Internal error, please report it: ${detail}\n`);
+    return ExitCode.internal;
+  }
+}

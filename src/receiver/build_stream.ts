@@ -1,0 +1,173 @@
+/**
+ * The receiver's record of one build's output: where each stream stands, the
+ * writes in flight, the checksums of what was written, and the check of
+ * FINISHED against all of it. Connections come and go; this outlives them.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import {
+  type DataFrame,
+  type FinishedMessage,
+  MAX_FRAME_PAYLOAD_BYTES,
+  ProtocolError,
+  STREAM_NAMES,
+  type StreamName,
+  type StreamOffsets,
+} from "../protocol.ts";
+import type { OrderedWriter } from "../io.ts";
+
+interface StreamState {
+  /** Bytes accepted from the wire and queued for writing. */
+  received: number;
+  /** Bytes whose write has completed. */
+  written: number;
+  /** Bytes covered by the last acknowledgement sent. */
+  acknowledged: number;
+  hash: Hash;
+  output: OrderedWriter;
+}
+
+/** The result of checking FINISHED against what was written. */
+export interface Verification {
+  ok: boolean;
+  /** One sentence saying what disagreed, when not ok. */
+  message?: string;
+}
+
+/** Where one build's streams stand on the receiver. */
+export class BuildStream {
+  #streams: Record<StreamName, StreamState>;
+  #onWritten: () => void;
+  #onWriteError: (error: Error) => void;
+
+  /**
+   * Creates the record. `onWritten` runs after each completed write (to send an
+   * acknowledgement); `onWriteError` runs once if an output cannot be written.
+   */
+  constructor(options: {
+    stdout: OrderedWriter;
+    stderr: OrderedWriter;
+    onWritten: () => void;
+    onWriteError: (error: Error) => void;
+  }) {
+    const state = (output: OrderedWriter): StreamState => ({
+      received: 0,
+      written: 0,
+      acknowledged: 0,
+      hash: createHash("sha256"),
+      output,
+    });
+    this.#streams = { stdout: state(options.stdout), stderr: state(options.stderr) };
+    this.#onWritten = options.onWritten;
+    this.#onWriteError = options.onWriteError;
+  }
+
+  /** Bytes of each stream written to the receiver's outputs. */
+  written(): StreamOffsets {
+    return { stdout: this.#streams.stdout.written, stderr: this.#streams.stderr.written };
+  }
+
+  /** Bytes of each stream accepted from the wire (written or being written). */
+  received(): StreamOffsets {
+    return { stdout: this.#streams.stdout.received, stderr: this.#streams.stderr.received };
+  }
+
+  /** Total bytes written across both streams. */
+  totalWritten(): number {
+    return this.#streams.stdout.written + this.#streams.stderr.written;
+  }
+
+  /** Takes the written offsets for an acknowledgement; undefined when nothing changed. */
+  takeAcknowledgement(): StreamOffsets | undefined {
+    let changed = false;
+    for (const name of STREAM_NAMES) {
+      const state = this.#streams[name];
+      if (state.written !== state.acknowledged) changed = true;
+      state.acknowledged = state.written;
+    }
+    return changed ? this.written() : undefined;
+  }
+
+  /**
+   * Accepts a DATA frame: bytes already received (a resend after a reconnect)
+   * are skipped, the rest is queued for writing. A gap or a sender beyond its
+   * window is a protocol violation.
+   */
+  accept(frame: DataFrame, windowBytes: number): void {
+    const state = this.#streams[frame.stream];
+    const length = frame.payload.byteLength;
+    if (length > MAX_FRAME_PAYLOAD_BYTES) {
+      throw new ProtocolError(
+        `DATA frame of ${length} bytes exceeds the ${MAX_FRAME_PAYLOAD_BYTES}-byte frame limit.`,
+      );
+    }
+    if (frame.offset > state.received) {
+      throw new ProtocolError(
+        `DATA for ${frame.stream} starts at byte ${frame.offset}, but only ${state.received} ` +
+          `bytes have arrived: bytes are missing.`,
+      );
+    }
+    const end = frame.offset + length;
+    if (end <= state.received) return;
+    const fresh = frame.payload.subarray(state.received - frame.offset);
+    let unacknowledged = fresh.byteLength;
+    for (const name of STREAM_NAMES) {
+      unacknowledged += this.#streams[name].received - this.#streams[name].acknowledged;
+    }
+    if (unacknowledged > windowBytes + MAX_FRAME_PAYLOAD_BYTES) {
+      throw new ProtocolError(
+        `The relay sent ${unacknowledged} unacknowledged bytes, beyond its ${windowBytes}-byte window.`,
+      );
+    }
+    state.received = end;
+    state.output.write(fresh).then(
+      () => {
+        state.written += fresh.byteLength;
+        state.hash.update(fresh);
+        this.#onWritten();
+      },
+      (error: Error) => this.#onWriteError(error),
+    );
+  }
+
+  /**
+   * Waits for every queued write, then compares byte counts and checksums with
+   * FINISHED. Call it only after FINISHED arrived on the current connection.
+   */
+  async verify(finished: FinishedMessage): Promise<Verification> {
+    const problems: string[] = [];
+    for (const name of STREAM_NAMES) {
+      const expected = finished.streams[name].bytes;
+      const received = this.#streams[name].received;
+      if (received !== expected) {
+        problems.push(`${name} has ${received} of ${expected} bytes`);
+      }
+    }
+    if (problems.length > 0) {
+      return { ok: false, message: `The stream is incomplete: ${problems.join(", ")}.` };
+    }
+    await Promise.all(STREAM_NAMES.map((name) => this.#streams[name].output.drained()));
+    for (const name of STREAM_NAMES) {
+      const state = this.#streams[name];
+      if (state.written !== state.received) {
+        return {
+          ok: false,
+          message: `Only ${state.written} of ${state.received} bytes of ${name} could be written.`,
+        };
+      }
+      const sha256 = state.hash.copy().digest("hex");
+      if (sha256 !== finished.streams[name].sha256) {
+        problems.push(
+          `${name} checksum ${sha256.slice(0, 12)}… differs from the relay's ` +
+            `${finished.streams[name].sha256.slice(0, 12)}…`,
+        );
+      }
+    }
+    if (problems.length > 0) {
+      return { ok: false, message: `The stream is corrupt: ${problems.join("; ")}.` };
+    }
+    return { ok: true };
+  }
+}

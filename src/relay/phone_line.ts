@@ -1,0 +1,298 @@
+/**
+ * The relay's connection to the receiver: connects (retrying with backoff and
+ * jitter until a deadline), says hello, resumes from the receiver's offsets,
+ * sends frames as the outbox fills, applies acknowledgements, and delivers
+ * FINISHED until a verdict comes back. It gives up, with a reason, only when
+ * a deadline passes or the receiver refuses for good.
+ *
+ * @module
+ */
+
+import { authorizationHeader } from "../receiver/auth.ts";
+import { formatDuration } from "../format.ts";
+import {
+  CloseCode,
+  encodeControl,
+  type FinishedMessage,
+  parseReceiverMessage,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type RelayMessage,
+  type VerdictMessage,
+} from "../protocol.ts";
+import type { Outbox } from "./outbox.ts";
+
+/** First retry delay; it doubles up to {@linkcode MAX_BACKOFF_MS}. */
+const INITIAL_BACKOFF_MS = 100;
+
+/** Longest pause between two connection attempts. */
+const MAX_BACKOFF_MS = 2_000;
+
+/** Settings of a phone line. */
+export interface PhoneLineOptions {
+  /** The receiver's URL. */
+  url: string;
+  /** The per-build secret. */
+  token: string;
+  /** Identifies this relay process across reconnects. */
+  relayId: string;
+  /** Output waiting to be sent. */
+  outbox: Outbox;
+  /** How long to keep trying before the first connection succeeds. */
+  connectTimeoutMs: number;
+  /** How long to keep trying after an established connection drops. */
+  reconnectGraceMs: number;
+  /** Reports a line about the connection (to the relay's stderr). */
+  log: (text: string) => void;
+}
+
+/** What became of one connection attempt. */
+interface AttemptResult {
+  /** The receiver welcomed us on this connection. */
+  established: boolean;
+  /** Retrying cannot help (wrong secret, version mismatch, fenced). */
+  permanent: boolean;
+  /** Why the connection ended, in a sentence. */
+  reason: string;
+}
+
+/** Exponential backoff with full jitter over the upper half. */
+function backoffMs(attempt: number): number {
+  const ceiling = Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/** HTTP statuses after which retrying is pointless. */
+const PERMANENT_HTTP_STATUSES: Record<number, string> = {
+  401: "the receiver refused the secret (HTTP 401); check PHONEHOME_TOKEN",
+  404: "the receiver does not serve this path (HTTP 404); check PHONEHOME_URL",
+  410: "the receiver says this build's stream is already over (HTTP 410)",
+};
+
+/** Close codes after which retrying is pointless. */
+const PERMANENT_CLOSE_CODES = new Set<number>([
+  CloseCode.versionMismatch,
+  CloseCode.protocolViolation,
+  CloseCode.superseded,
+  CloseCode.receiverGone,
+]);
+
+/** The relay's side of the conversation with one receiver. */
+export class PhoneLine {
+  #options: PhoneLineOptions;
+  #socket: WebSocket | undefined;
+  #established = false;
+  #finished: FinishedMessage | undefined;
+  #verdict: VerdictMessage | undefined;
+  #failure: string | undefined;
+  #settle!: () => void;
+  #wakeRetry: (() => void) | undefined;
+  /** Settles when a verdict arrived or the line gave up; see {@linkcode verdict} and {@linkcode failure}. */
+  readonly settled: Promise<void>;
+
+  /** Creates a line; nothing happens until {@linkcode start}. */
+  constructor(options: PhoneLineOptions) {
+    this.#options = options;
+    this.settled = new Promise((resolve) => (this.#settle = resolve));
+    options.outbox.onFrame(() => this.#sendFrames());
+  }
+
+  /** The receiver's verdict on FINISHED, once it arrived. */
+  get verdict(): VerdictMessage | undefined {
+    return this.#verdict;
+  }
+
+  /** Why the line gave up, if it did. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
+
+  /** Starts connecting in the background. */
+  start(): void {
+    this.#run().catch((error) => this.#giveUp(`Internal error: ${(error as Error).message}`));
+  }
+
+  /** Sends FINISHED (now, or once connected) and resolves with the verdict, or undefined on failure. */
+  async finish(message: FinishedMessage): Promise<VerdictMessage | undefined> {
+    this.#finished = message;
+    if (this.#established) this.#sendFinished();
+    await this.settled;
+    return this.#verdict;
+  }
+
+  async #run(): Promise<void> {
+    const started = performance.now();
+    let deadline = started + this.#options.connectTimeoutMs;
+    let everConnected = false;
+    let attempt = 0;
+    let lastReason = "no attempt was made";
+    while (this.#failure === undefined && this.#verdict === undefined) {
+      const result = await this.#attempt();
+      if (this.#verdict !== undefined || this.#failure !== undefined) return;
+      lastReason = result.reason;
+      if (result.permanent) {
+        this.#giveUp(result.reason);
+        return;
+      }
+      if (result.established) {
+        everConnected = true;
+        attempt = 0;
+        deadline = performance.now() + this.#options.reconnectGraceMs;
+        this.#options.log(
+          `Lost the connection to the receiver (${result.reason}); reconnecting for up to ` +
+            `${formatDuration(this.#options.reconnectGraceMs)}.`,
+        );
+      }
+      const now = performance.now();
+      if (now >= deadline) {
+        this.#giveUp(
+          everConnected
+            ? `The receiver did not come back within ${
+              formatDuration(this.#options.reconnectGraceMs)
+            } (last: ${lastReason})`
+            : `No connection within ${formatDuration(this.#options.connectTimeoutMs)} ` +
+              `(last: ${lastReason})`,
+        );
+        return;
+      }
+      await this.#pause(Math.min(backoffMs(attempt++), deadline - now));
+    }
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wakeRetry = done;
+    });
+  }
+
+  #attempt(): Promise<AttemptResult> {
+    return new Promise((resolve) => {
+      let socket: WebSocket;
+      try {
+        socket = new WebSocket(this.#options.url, {
+          headers: { authorization: authorizationHeader(this.#options.token) },
+        });
+      } catch (error) {
+        resolve({ established: false, permanent: true, reason: (error as Error).message });
+        return;
+      }
+      socket.binaryType = "arraybuffer";
+      this.#socket = socket;
+      let established = false;
+      let errorText = "";
+      socket.onopen = () => {
+        const hello: RelayMessage = {
+          type: "hello",
+          versions: [PROTOCOL_VERSION],
+          relay: this.#options.relayId,
+          window: this.#options.outbox.windowBytes,
+        };
+        socket.send(encodeControl(hello));
+      };
+      socket.onerror = (event) => {
+        errorText = event instanceof ErrorEvent ? event.message : "connection error";
+      };
+      socket.onmessage = (event) => {
+        try {
+          if (typeof event.data !== "string") {
+            throw new ProtocolError("The receiver sent a binary frame.");
+          }
+          if (this.#onControl(event.data)) established = true;
+        } catch (error) {
+          if (!(error instanceof ProtocolError)) throw error;
+          this.#options.log(`Closing the connection: ${error.message}`);
+          socket.close(error.closeCode, error.message.slice(0, 120));
+        }
+      };
+      socket.onclose = (event) => {
+        this.#socket = undefined;
+        this.#established = false;
+        resolve(this.#describeClose(event, established, errorText));
+      };
+    });
+  }
+
+  #describeClose(event: CloseEvent, established: boolean, errorText: string): AttemptResult {
+    const status = /status code: (\d{3})/.exec(errorText);
+    if (status !== null) {
+      const code = Number(status[1]);
+      const permanent = PERMANENT_HTTP_STATUSES[code];
+      return {
+        established,
+        permanent: permanent !== undefined,
+        reason: permanent ?? `the receiver answered HTTP ${code}`,
+      };
+    }
+    if (event.code !== 0 && event.code !== 1005 && event.code !== 1006) {
+      return {
+        established,
+        permanent: PERMANENT_CLOSE_CODES.has(event.code),
+        reason: `closed with code ${event.code}${event.reason ? `: ${event.reason}` : ""}`,
+      };
+    }
+    const detail = errorText.replace(/^NetworkError: /, "") || "the connection closed";
+    return { established, permanent: false, reason: detail };
+  }
+
+  /** Handles one control message; returns true when it established the connection. */
+  #onControl(text: string): boolean {
+    const message = parseReceiverMessage(text);
+    switch (message.type) {
+      case "welcome": {
+        if (this.#established) throw new ProtocolError("Welcome sent twice.");
+        if (message.version !== PROTOCOL_VERSION) {
+          throw new ProtocolError(
+            `The receiver answered with protocol v${message.version}; this relay speaks ` +
+              `v${PROTOCOL_VERSION}.`,
+            CloseCode.versionMismatch,
+          );
+        }
+        this.#options.outbox.resume(message.acked);
+        this.#established = true;
+        this.#sendFrames();
+        if (this.#finished !== undefined) this.#sendFinished();
+        return true;
+      }
+      case "ack":
+        if (!this.#established) throw new ProtocolError("Acknowledgement before welcome.");
+        this.#options.outbox.acknowledge(message);
+        return false;
+      case "verdict":
+        if (this.#finished === undefined) throw new ProtocolError("Verdict before FINISHED.");
+        this.#verdict = message;
+        this.#socket?.close(CloseCode.normal, "Done.");
+        this.#settle();
+        return false;
+      case "ping":
+        this.#socket?.send(encodeControl({ type: "pong" }));
+        return false;
+      case "pong":
+        return false;
+    }
+  }
+
+  #sendFrames(): void {
+    const socket = this.#socket;
+    if (!this.#established || socket === undefined) return;
+    for (const frame of this.#options.outbox.takeUnsent()) socket.send(frame.bytes);
+  }
+
+  #sendFinished(): void {
+    this.#sendFrames();
+    if (this.#finished !== undefined) this.#socket?.send(encodeControl(this.#finished));
+  }
+
+  #giveUp(reason: string): void {
+    if (this.#failure !== undefined || this.#verdict !== undefined) return;
+    this.#failure = reason;
+    this.#options.outbox.abandon();
+    this.#socket?.close(CloseCode.normal, "Giving up.");
+    this.#wakeRetry?.();
+    this.#settle();
+  }
+}

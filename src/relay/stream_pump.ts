@@ -1,0 +1,123 @@
+/**
+ * Reads one of the build's pipes, byte-exact: copies each read to the relay's
+ * own output (the pod log), hashes it, and coalesces reads into DATA frames so
+ * that many tiny writes become few frames while a lone line still leaves
+ * within a millisecond or two.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import type { OrderedWriter } from "../io.ts";
+import {
+  DATA_HEADER_BYTES,
+  MAX_FRAME_PAYLOAD_BYTES,
+  type StreamName,
+  type StreamSummary,
+  writeDataHeader,
+} from "../protocol.ts";
+import type { Outbox } from "./outbox.ts";
+import type { Timer } from "../timing.ts";
+
+/** Bytes asked of the pipe per read (Linux pipes hold 64 KiB by default). */
+const READ_BYTES = 64 * 1024;
+
+/** Settings of a pump. */
+export interface StreamPumpOptions {
+  /** Which of the build's streams this is. */
+  stream: StreamName;
+  /** The pipe to read. */
+  readable: ReadableStream<Uint8Array>;
+  /** Where frames go. */
+  outbox: Outbox;
+  /** Where each read is copied as is (the pod log); undefined to copy nowhere. */
+  tee: OrderedWriter | undefined;
+  /** How long a partial frame may wait for more output before it is sent. */
+  coalesceDelayMs: number;
+}
+
+/** Moves one pipe's bytes into the outbox until the pipe ends or is cancelled. */
+export class StreamPump {
+  #options: StreamPumpOptions;
+  #reader: ReadableStreamBYOBReader;
+  #hash = createHash("sha256");
+  #bytes = 0;
+  #frame = new Uint8Array(DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES);
+  #fill = 0;
+  #flushed = 0;
+  #timer: Timer | undefined;
+  /** Settles when the pipe has ended (or was cancelled) and every byte is in the outbox. */
+  readonly done: Promise<void>;
+
+  /** Starts pumping at once. */
+  constructor(options: StreamPumpOptions) {
+    this.#options = options;
+    this.#reader = options.readable.getReader({ mode: "byob" });
+    this.done = this.#run();
+  }
+
+  /** What FINISHED reports for this stream; valid once {@linkcode done} settled. */
+  summary(): StreamSummary {
+    return { bytes: this.#bytes, sha256: this.#hash.copy().digest("hex") };
+  }
+
+  /** Stops reading: the pipe is held open by a process that outlived the build. */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+
+  async #run(): Promise<void> {
+    let buffer = new Uint8Array(READ_BYTES);
+    try {
+      while (true) {
+        await this.#options.outbox.waitForRoom();
+        const { value, done } = await this.#reader.read(buffer);
+        if (done || value === undefined) break;
+        buffer = new Uint8Array(value.buffer);
+        await this.#take(value);
+      }
+    } catch (error) {
+      // A cancelled read rejects on some paths; anything else is a real failure.
+      if (!(error instanceof TypeError) && !(error instanceof Deno.errors.BadResource)) throw error;
+    } finally {
+      clearTimeout(this.#timer);
+      this.#flush();
+    }
+  }
+
+  async #take(chunk: Uint8Array): Promise<void> {
+    this.#hash.update(chunk);
+    this.#bytes += chunk.byteLength;
+    const tee = this.#options.tee?.write(chunk);
+    if (this.#fill + chunk.byteLength > MAX_FRAME_PAYLOAD_BYTES) this.#flush();
+    this.#frame.set(chunk, DATA_HEADER_BYTES + this.#fill);
+    this.#fill += chunk.byteLength;
+    if (this.#fill === MAX_FRAME_PAYLOAD_BYTES) {
+      this.#flush();
+    } else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.#flush(), this.#options.coalesceDelayMs);
+    }
+    // The next read reuses the chunk's memory, and a slow pod log should pace the reads.
+    await tee?.catch(() => {});
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#fill === 0) return;
+    const length = DATA_HEADER_BYTES + this.#fill;
+    let bytes: Uint8Array;
+    if (this.#fill * 2 >= MAX_FRAME_PAYLOAD_BYTES) {
+      // A well-filled buffer is handed over whole; a fresh one replaces it.
+      bytes = this.#frame.subarray(0, length);
+      this.#frame = new Uint8Array(DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES);
+    } else {
+      // A small frame is copied out so it does not pin the large buffer.
+      bytes = this.#frame.slice(0, length);
+    }
+    writeDataHeader(bytes, this.#options.stream, this.#flushed);
+    this.#options.outbox.push({ stream: this.#options.stream, offset: this.#flushed, bytes });
+    this.#flushed += this.#fill;
+    this.#fill = 0;
+  }
+}
