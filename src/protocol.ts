@@ -30,6 +30,15 @@ export const DATA_HEADER_BYTES = 10;
 /** Largest payload the relay puts in one DATA frame. */
 export const MAX_FRAME_PAYLOAD_BYTES = 256 * 1024;
 
+/**
+ * Most bytes a relay may have sent and not had acknowledged with a window of
+ * `windowBytes`: the window, plus one partly filled frame per stream that was
+ * being coalesced when the window filled.
+ */
+export function maxUnacknowledgedBytes(windowBytes: number): number {
+  return windowBytes + STREAM_NAMES.length * MAX_FRAME_PAYLOAD_BYTES;
+}
+
 /** Default flow-control window: bytes the relay may have sent but not had acknowledged. */
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
 

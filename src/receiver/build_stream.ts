@@ -11,6 +11,7 @@ import {
   type DataFrame,
   type FinishedMessage,
   MAX_FRAME_PAYLOAD_BYTES,
+  maxUnacknowledgedBytes,
   ProtocolError,
   STREAM_NAMES,
   type StreamName,
@@ -116,7 +117,7 @@ export class BuildStream {
     for (const name of STREAM_NAMES) {
       unacknowledged += this.#streams[name].received - this.#streams[name].acknowledged;
     }
-    if (unacknowledged > windowBytes + MAX_FRAME_PAYLOAD_BYTES) {
+    if (unacknowledged > maxUnacknowledgedBytes(windowBytes)) {
       throw new ProtocolError(
         `The relay sent ${unacknowledged} unacknowledged bytes, beyond its ${windowBytes}-byte window.`,
       );

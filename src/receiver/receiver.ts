@@ -78,6 +78,8 @@ interface Connection {
   remote: string;
   greeted: boolean;
   helloTimer: Timer | undefined;
+  /** Set when this side closed the connection, with the reason it gave. */
+  closedBecause?: string;
 }
 
 function urlHost(host: string): string {
@@ -250,6 +252,7 @@ export class Receiver {
     this.message(`Closed the connection from ${connection.remote}: ${reason}`);
     this.#pending.delete(connection);
     clearTimeout(connection.helloTimer);
+    connection.closedBecause = reason;
     if (connection.socket.readyState <= WebSocket.OPEN) {
       // A close reason is limited to 123 bytes by RFC 6455.
       connection.socket.close(code, truncateReason(reason));
@@ -378,7 +381,8 @@ export class Receiver {
       return;
     }
     const { stdout, stderr } = this.#build.written();
-    const why = event.reason ? `${event.code}, ${event.reason}` : `${event.code}`;
+    const why = connection.closedBecause ??
+      (event.reason ? `code ${event.code}, ${event.reason}` : `code ${event.code}`);
     this.message(
       `Lost the connection to the relay (${why}) after ${formatBytes(stdout)} of stdout and ` +
         `${formatBytes(stderr)} of stderr; waiting up to ` +

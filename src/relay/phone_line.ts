@@ -134,6 +134,12 @@ export class PhoneLine {
         this.#giveUp(result.reason);
         return;
       }
+      if (!everConnected && attempt === 0 && !result.established) {
+        this.#options.log(
+          `Cannot reach the receiver yet (${result.reason}); retrying for up to ` +
+            `${formatDuration(Math.max(0, deadline - performance.now()))}.`,
+        );
+      }
       if (result.established) {
         everConnected = true;
         attempt = 0;
@@ -232,7 +238,9 @@ export class PhoneLine {
       return {
         established,
         permanent: PERMANENT_CLOSE_CODES.has(event.code),
-        reason: `closed with code ${event.code}${event.reason ? `: ${event.reason}` : ""}`,
+        reason: `closed with code ${event.code}${
+          event.reason ? `: ${event.reason.replace(/\.$/, "")}` : ""
+        }`,
       };
     }
     const detail = errorText.replace(/^NetworkError: /, "") || "the connection closed";

@@ -1,0 +1,214 @@
+/**
+ * Each side against a scripted peer written here from the protocol module, so
+ * that a misbehaving or lying counterpart can be played: a relay whose FINISHED
+ * disagrees with its data, a receiver that rejects the stream, and a receiver
+ * that counts the frames it is sent.
+ */
+
+import assert from "node:assert/strict";
+import {
+  decodeDataFrame,
+  encodeControl,
+  encodeDataFrame,
+  type FinishedMessage,
+  parseReceiverMessage,
+  parseRelayMessage,
+  PROTOCOL_VERSION,
+  type ReceiverMessage,
+  STREAM_PATH,
+} from "../src/protocol.ts";
+import {
+  LineWatcher,
+  readText,
+  sha256,
+  spawnPhonehome,
+  tempDir,
+  waitForFile,
+} from "./support/processes.ts";
+
+const TOKEN = "peer-test-secret";
+
+/** Plays a relay over a real WebSocket; resolves with what the receiver said. */
+async function playRelay(
+  url: string,
+  script: (socket: WebSocket) => void,
+): Promise<{ messages: ReceiverMessage[]; close: CloseEvent }> {
+  const socket = new WebSocket(url, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const messages: ReceiverMessage[] = [];
+  const close = new Promise<CloseEvent>((resolve) => (socket.onclose = resolve));
+  socket.onmessage = (event) => {
+    const message = parseReceiverMessage(event.data as string);
+    messages.push(message);
+    if (message.type === "welcome") script(socket);
+    if (message.type === "verdict") socket.close(1000);
+  };
+  socket.onopen = () =>
+    socket.send(
+      encodeControl({
+        type: "hello",
+        versions: [PROTOCOL_VERSION],
+        relay: "scripted",
+        window: 65536,
+      }),
+    );
+  return { messages, close: await close };
+}
+
+interface ScriptedReceiver {
+  child: Deno.ChildProcess;
+  stdout: Promise<string>;
+  stderr: LineWatcher;
+  url: string;
+}
+
+async function startReceiver(dir: string): Promise<ScriptedReceiver> {
+  const child = spawnPhonehome(
+    ["receive", "--listen=127.0.0.1:0", `--url-file=${dir}/url`, "--idle-interval=0"],
+    { env: { PHONEHOME_TOKEN: TOKEN } },
+  );
+  const stdout = readText(child.stdout);
+  const stderr = new LineWatcher(child.stderr);
+  const url = (await waitForFile(`${dir}/url`)).trim();
+  return { child, stdout, stderr, url };
+}
+
+function finished(
+  stdout: string,
+  claimed: { bytes?: number; sha256?: string } = {},
+): FinishedMessage {
+  const empty = { bytes: 0, sha256: sha256("") };
+  return {
+    type: "finished",
+    exit: { code: 0, signal: null },
+    streams: {
+      stdout: { bytes: claimed.bytes ?? stdout.length, sha256: claimed.sha256 ?? sha256(stdout) },
+      stderr: empty,
+    },
+  };
+}
+
+Deno.test("a FINISHED whose checksum disagrees with the data is a loud failure with status 76", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  const { messages } = await playRelay(receiver.url, (socket) => {
+    socket.send(encodeDataFrame("stdout", 0, new TextEncoder().encode("hello\n")));
+    socket.send(encodeControl(finished("hello\n", { sha256: sha256("jello\n") })));
+  });
+  const verdict = messages.find((m) => m.type === "verdict");
+  assert.deepEqual(verdict?.type === "verdict" && verdict.ok, false);
+  assert.equal((await receiver.child.status).code, 76);
+  assert.equal(await receiver.stdout, "hello\n");
+  assert.match(await receiver.stderr.done, /The stream is corrupt: stdout checksum .* differs/);
+});
+
+Deno.test("a FINISHED claiming more bytes than arrived is reported as incomplete with status 76", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  await playRelay(receiver.url, (socket) => {
+    socket.send(encodeDataFrame("stdout", 0, new TextEncoder().encode("part")));
+    socket.send(encodeControl(finished("part", { bytes: 10 })));
+  });
+  assert.equal((await receiver.child.status).code, 76);
+  assert.match(await receiver.stderr.done, /The stream is incomplete: stdout has 4 of 10 bytes/);
+});
+
+Deno.test("a resent frame that overlaps what was written is written only once", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  await playRelay(receiver.url, (socket) => {
+    const encode = (text: string) => new TextEncoder().encode(text);
+    socket.send(encodeDataFrame("stdout", 0, encode("abcdef")));
+    socket.send(encodeDataFrame("stdout", 3, encode("defghi")));
+    socket.send(encodeDataFrame("stdout", 0, encode("abc")));
+    socket.send(encodeControl(finished("abcdefghi")));
+  });
+  assert.equal((await receiver.child.status).code, 0);
+  assert.equal(await receiver.stdout, "abcdefghi");
+});
+
+Deno.test("a frame that skips ahead closes that connection as a protocol violation", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  const { close } = await playRelay(receiver.url, (socket) => {
+    socket.send(encodeDataFrame("stdout", 5, new TextEncoder().encode("gap")));
+  });
+  assert.equal(close.code, 4002);
+  assert.match(close.reason, /starts at byte 5, but only 0 bytes have arrived/);
+  receiver.child.kill("SIGTERM");
+  assert.equal((await receiver.child.status).code, 143);
+  assert.equal(await receiver.stdout, "");
+  await receiver.stderr.done;
+});
+
+/** A receiver played in-process: welcomes, acknowledges every frame, answers FINISHED with `verdictOk`. */
+interface PlayedReceiver extends AsyncDisposable {
+  url: string;
+  stats: () => { frames: number; bytes: number; text: string };
+}
+
+function playReceiver(verdictOk: boolean): PlayedReceiver {
+  let frames = 0;
+  let bytes = 0;
+  const lines: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.binaryType = "arraybuffer";
+    const offsets = { stdout: 0, stderr: 0 };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") {
+        const frame = decodeDataFrame(new Uint8Array(event.data));
+        frames++;
+        bytes += frame.payload.byteLength;
+        offsets[frame.stream] = frame.offset + frame.payload.byteLength;
+        lines.push(new TextDecoder().decode(frame.payload));
+        socket.send(encodeControl({ type: "ack", ...offsets }));
+        return;
+      }
+      const message = parseRelayMessage(event.data);
+      if (message.type === "hello") {
+        socket.send(encodeControl({ type: "welcome", version: PROTOCOL_VERSION, acked: offsets }));
+      } else if (message.type === "finished") {
+        socket.send(
+          encodeControl({ type: "verdict", ok: verdictOk, message: "Played a rejection." }),
+        );
+      }
+    };
+    return response;
+  });
+  return {
+    url: `ws://127.0.0.1:${server.addr.port}${STREAM_PATH}`,
+    stats: () => ({ frames, bytes, text: lines.join("") }),
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+Deno.test("a relay whose stream the receiver rejects exits with 76 even when the build succeeded", async () => {
+  await using receiver = playReceiver(false);
+  const relay = spawnPhonehome(["relay", "--no-tee", "--", "sh", "-c", "echo fine"], {
+    env: { PHONEHOME_URL: receiver.url, PHONEHOME_TOKEN: TOKEN },
+  });
+  const [stderr, status] = await Promise.all([readText(relay.stderr), relay.status]);
+  await relay.stdout.cancel();
+  assert.equal(status.code, 76);
+  assert.match(stderr, /The receiver rejected the stream: Played a rejection\./);
+});
+
+Deno.test("many tiny writes are coalesced into few frames", async () => {
+  await using receiver = playReceiver(true);
+  const lines = 20000;
+  // One write per line: awk flushes after each print.
+  const relay = spawnPhonehome([
+    "relay",
+    "--no-tee",
+    "--",
+    "awk",
+    `BEGIN { for (i = 0; i < ${lines}; i++) { print "line " i; fflush() } }`,
+  ], { env: { PHONEHOME_URL: receiver.url, PHONEHOME_TOKEN: TOKEN } });
+  const status = await relay.status;
+  await relay.stdout.cancel();
+  await relay.stderr.cancel();
+  assert.equal(status.code, 0);
+  const { frames, text } = receiver.stats();
+  assert.equal(text.split("\n").length - 1, lines);
+  assert.ok(frames < lines / 10, `${lines} writes became ${frames} frames`);
+});

@@ -1,0 +1,313 @@
+/**
+ * The two sides as separate processes, the way a pod and a builder run them:
+ * `phonehome receive` in one process, `phonehome relay` in another.
+ */
+
+import assert from "node:assert/strict";
+import { STREAM_PATH } from "../src/protocol.ts";
+import {
+  freePort,
+  LineWatcher,
+  readAll,
+  readText,
+  spawnPhonehome,
+  tempDir,
+  waitForFile,
+} from "./support/processes.ts";
+
+const TOKEN = "test-secret-0123456789";
+
+interface RunningReceiver {
+  child: Deno.ChildProcess;
+  url: string;
+  stdout: LineWatcher;
+  stderr: LineWatcher;
+}
+
+async function startReceiver(dir: string, flags: string[] = []): Promise<RunningReceiver> {
+  const urlFile = `${dir}/url`;
+  const child = spawnPhonehome([
+    "receive",
+    "--listen=127.0.0.1:0",
+    `--url-file=${urlFile}`,
+    "--idle-interval=0",
+    ...flags,
+  ], { env: { PHONEHOME_TOKEN: TOKEN } });
+  const stdout = new LineWatcher(child.stdout);
+  const stderr = new LineWatcher(child.stderr);
+  const url = (await waitForFile(urlFile)).trim();
+  return { child, url, stdout, stderr };
+}
+
+function startRelay(
+  url: string,
+  command: string[],
+  flags: string[] = [],
+  token = TOKEN,
+): Deno.ChildProcess {
+  return spawnPhonehome(["relay", ...flags, "--", ...command], {
+    env: { PHONEHOME_URL: url, PHONEHOME_TOKEN: token },
+  });
+}
+
+Deno.test("receive writes the URL once listening and exits with the relay's build status", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  assert.match(receiver.url, new RegExp(`^ws://127\\.0\\.0\\.1:\\d+${STREAM_PATH}$`));
+  const relay = startRelay(receiver.url, ["sh", "-c", "echo out; echo err >&2; exit 5"]);
+  const [relayOut, relayErr, relayStatus] = await Promise.all([
+    readText(relay.stdout),
+    readText(relay.stderr),
+    relay.status,
+  ]);
+  const status = await receiver.child.status;
+  assert.equal(status.code, 5);
+  assert.equal(await receiver.stdout.done, "out\n");
+  assert.equal(await receiver.stderr.done, "err\n");
+  assert.equal(relayStatus.code, 5);
+  // The relay copies the output to its own streams, for the pod log.
+  assert.equal(relayOut, "out\n");
+  assert.equal(relayErr, "err\n");
+});
+
+Deno.test("a wrong secret gets 401, is logged without the secret, and the real stream still completes", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  const httpUrl = receiver.url.replace(/^ws:/, "http:");
+  const response = await fetch(httpUrl, {
+    headers: {
+      authorization: "Bearer wrong-secret-value",
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+  });
+  assert.equal(response.status, 401);
+  await response.body?.cancel();
+  const refusal = await receiver.stderr.waitFor(/Refused a connection/);
+  assert.match(refusal, /Missing or wrong secret/);
+  assert.doesNotMatch(refusal, /wrong-secret-value|test-secret/);
+
+  const relay = startRelay(receiver.url, ["sh", "-c", "echo still fine"]);
+  assert.equal((await relay.status).code, 0);
+  assert.equal((await receiver.child.status).code, 0);
+  assert.equal(await receiver.stdout.done, "still fine\n");
+});
+
+Deno.test("a relay with the wrong secret gives up at once, and the build still runs to completion", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path, ["--connect-timeout=60000"]);
+  const relay = startRelay(receiver.url, ["sh", "-c", "echo built; exit 4"], [], "not-the-secret");
+  const [out, err, status] = await Promise.all([
+    readText(relay.stdout),
+    readText(relay.stderr),
+    relay.status,
+  ]);
+  assert.equal(status.code, 4);
+  assert.equal(out, "built\n");
+  assert.match(err, /refused the secret \(HTTP 401\)/);
+  receiver.child.kill("SIGTERM");
+  await receiver.child.status;
+  await receiver.stdout.done;
+  await receiver.stderr.done;
+});
+
+Deno.test("a relay started before the receiver listens connects once it does", async () => {
+  const port = freePort();
+  const url = `ws://127.0.0.1:${port}${STREAM_PATH}`;
+  const relay = startRelay(url, ["sh", "-c", "echo early bird; exit 0"]);
+  const relayErr = new LineWatcher(relay.stderr);
+  const relayOut = readText(relay.stdout);
+  // Start the receiver only after the relay has tried and failed once.
+  await relayErr.waitFor(/Cannot reach the receiver yet/);
+  const receiver = spawnPhonehome(
+    ["receive", `--listen=127.0.0.1:${port}`, "--idle-interval=0"],
+    { env: { PHONEHOME_TOKEN: TOKEN } },
+  );
+  const [stdout, stderr, status] = await Promise.all([
+    readText(receiver.stdout),
+    readText(receiver.stderr),
+    receiver.status,
+  ]);
+  assert.equal(status.code, 0, stderr);
+  assert.equal(stdout, "early bird\n");
+  assert.equal((await relay.status).code, 0);
+  await relayOut;
+  await relayErr.done;
+});
+
+Deno.test("the receiver gives up with status 69 when no relay comes", async () => {
+  const receiver = spawnPhonehome(
+    ["receive", "--listen=127.0.0.1:0", "--connect-timeout=300", "--idle-interval=0"],
+    { env: { PHONEHOME_TOKEN: TOKEN } },
+  );
+  const [stdout, stderr, status] = await Promise.all([
+    readText(receiver.stdout),
+    readText(receiver.stderr),
+    receiver.status,
+  ]);
+  assert.equal(status.code, 69);
+  assert.equal(stdout, "");
+  assert.match(
+    stderr,
+    /^phonehome: No relay phoned home within 300ms; check that the build started/,
+  );
+  assert.equal(stderr.trim().split("\n").length, 1, "one line");
+});
+
+Deno.test("BUILDER_POD_WAIT_DURATION sets the receiver's connect timeout", async () => {
+  const receiver = spawnPhonehome(
+    ["receive", "--listen=127.0.0.1:0", "--idle-interval=0"],
+    { env: { PHONEHOME_TOKEN: TOKEN, BUILDER_POD_WAIT_DURATION: "250" } },
+  );
+  const [stderr, status] = await Promise.all([readText(receiver.stderr), receiver.status]);
+  await receiver.stdout.cancel();
+  assert.equal(status.code, 69);
+  assert.match(stderr, /within 250ms/);
+});
+
+Deno.test("while waiting, the receiver prints '...' every idle interval on stderr", async () => {
+  const receiver = spawnPhonehome(
+    ["receive", "--listen=127.0.0.1:0", "--idle-interval=100", "--connect-timeout=2000"],
+    { env: { PHONEHOME_TOKEN: TOKEN } },
+  );
+  const stderr = new LineWatcher(receiver.stderr);
+  await stderr.waitFor(/^\.\.\.$/);
+  receiver.kill("SIGTERM");
+  const status = await receiver.status;
+  await receiver.stdout.cancel();
+  await stderr.done;
+  assert.equal(status.code, 143);
+  assert.ok(stderr.lines.filter((line) => line === "...").length >= 1);
+});
+
+Deno.test("a relay that can never connect still runs the build to completion and exits with its status", async () => {
+  const url = `ws://127.0.0.1:${freePort()}${STREAM_PATH}`;
+  const size = 10 * 1024 * 1024;
+  // Far more output than the window: the build blocks until the relay gives up, then finishes.
+  const relay = startRelay(
+    url,
+    ["sh", "-c", `head -c ${size} /dev/zero; echo done >&2; exit 3`],
+    ["--connect-timeout=500", "--window=65536"],
+  );
+  const [stdout, stderr, status] = await Promise.all([
+    readAll(relay.stdout),
+    readText(relay.stderr),
+    relay.status,
+  ]);
+  assert.equal(status.code, 3);
+  assert.equal(stdout.byteLength, size);
+  assert.match(stderr, /^done$/m);
+  assert.match(
+    stderr,
+    /Could not phone home to ws:\/\/127\.0\.0\.1:\d+\/phonehome\/v1\/stream: No connection within 500ms/,
+  );
+  assert.match(stderr, /The build's output is in this pod's log only\./);
+});
+
+Deno.test("SIGTERM to the relay reaches the build's grandchildren, and the signal is reported", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  const stdout = receiver.stdout;
+  const relay = startRelay(receiver.url, [
+    "sh",
+    "-c",
+    `sh -c 'trap "echo grandchild got TERM; exit 0" TERM; echo ready; while :; do sleep 0.05; done' & wait`,
+  ]);
+  await stdout.waitFor(/^ready$/);
+  relay.kill("SIGTERM");
+  const [relayStatus, status] = await Promise.all([relay.status, receiver.child.status]);
+  await relay.stdout.cancel();
+  await relay.stderr.cancel();
+  assert.equal(await stdout.waitFor(/grandchild/), "grandchild got TERM");
+  assert.equal(relayStatus.code, 143);
+  assert.equal(status.code, 143);
+  await stdout.done;
+  await receiver.stderr.done;
+});
+
+Deno.test("a relay that dies mid-build makes the receiver fail with 75 and say how many bytes arrived", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path, ["--reconnect-grace=300"]);
+  const stdout = receiver.stdout;
+  const pidFile = `${dir.path}/build.pid`;
+  const relay = startRelay(receiver.url, [
+    "sh",
+    "-c",
+    `echo $$ > ${pidFile}; echo partial; exec sleep 600`,
+  ]);
+  await stdout.waitFor(/^partial$/);
+  relay.kill("SIGKILL");
+  await relay.status;
+  await relay.stdout.cancel();
+  await relay.stderr.cancel();
+  const status = await receiver.child.status;
+  await stdout.done;
+  const stderr = await receiver.stderr.done;
+  assert.equal(status.code, 75);
+  assert.match(stderr, /Lost the connection to the relay/);
+  assert.match(
+    stderr,
+    /did not return within 300ms; 8 bytes of stdout and 0 bytes of stderr arrived/,
+  );
+  // The orphaned build would otherwise linger: stop it the way a pod's deletion would.
+  Deno.kill(Number(await Deno.readTextFile(pidFile)), "SIGKILL");
+});
+
+Deno.test("a relay speaking another protocol version is refused with both versions named", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  const socket = new WebSocket(receiver.url, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const closed = new Promise<CloseEvent>((resolve) => (socket.onclose = resolve));
+  socket.onopen = () =>
+    socket.send(JSON.stringify({ type: "hello", versions: [2], relay: "future", window: 65536 }));
+  const close = await closed;
+  assert.equal(close.code, 4001);
+  assert.match(close.reason, /relay speaks v2, the receiver speaks v1/);
+  assert.match(
+    await receiver.stderr.waitFor(/mismatch/),
+    /relay speaks v2, the receiver speaks v1/,
+  );
+
+  const relay = startRelay(receiver.url, ["sh", "-c", "echo current version"]);
+  assert.equal((await relay.status).code, 0);
+  await relay.stdout.cancel();
+  await relay.stderr.cancel();
+  assert.equal((await receiver.child.status).code, 0);
+  assert.equal(await receiver.stdout.done, "current version\n");
+});
+
+Deno.test("a second relay is refused while the first one streams, and the first completes", async () => {
+  await using dir = await tempDir();
+  const fifo = `${dir.path}/release`;
+  await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  const receiver = await startReceiver(dir.path);
+  const relay = startRelay(receiver.url, [
+    "sh",
+    "-c",
+    `echo first; read line < ${fifo}; echo "$line"`,
+  ]);
+  await receiver.stdout.waitFor(/^first$/);
+
+  const intruder = new WebSocket(receiver.url, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const closed = new Promise<CloseEvent>((resolve) => (intruder.onclose = resolve));
+  intruder.onopen = () =>
+    intruder.send(
+      JSON.stringify({ type: "hello", versions: [1], relay: "intruder", window: 65536 }),
+    );
+  const close = await closed;
+  assert.equal(close.code, 4003);
+  assert.match(close.reason, /Another relay already owns this build's stream/);
+
+  await Deno.writeTextFile(fifo, "second\n");
+  assert.equal((await relay.status).code, 0);
+  await relay.stdout.cancel();
+  await relay.stderr.cancel();
+  assert.equal((await receiver.child.status).code, 0);
+  assert.equal(await receiver.stdout.done, "first\nsecond\n");
+  assert.match(
+    await receiver.stderr.done,
+    /Closed the connection from 127\.0\.0\.1:\d+: Another relay/,
+  );
+});
