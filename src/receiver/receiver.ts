@@ -225,7 +225,7 @@ export class Receiver {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return this.#refuse(remote, 426, "Not a WebSocket upgrade.");
     }
-    if (this.#done || this.#verdict !== undefined) {
+    if (this.#done) {
       return this.#refuse(remote, 410, "This build's stream is already over.");
     }
     if (this.#pending.size >= MAX_PENDING_HANDSHAKES) {
@@ -306,7 +306,11 @@ export class Receiver {
       }
       case "finished":
         if (!connection.greeted) throw new ProtocolError("FINISHED arrived before hello.");
-        if (this.#finished !== undefined) throw new ProtocolError("FINISHED sent twice.");
+        if (this.#finished !== undefined) {
+          // A relay that reconnected before it had the verdict sends FINISHED again.
+          if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
+          return;
+        }
         this.#lastActivityMs = performance.now();
         this.#finished = message;
         this.#verifyAndAnswer(message);
@@ -347,6 +351,7 @@ export class Receiver {
       version: PROTOCOL_VERSION,
       acked: this.#build.written(),
     });
+    if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
   }
 
   async #verifyAndAnswer(finished: FinishedMessage): Promise<void> {
