@@ -42,6 +42,12 @@ export function maxUnacknowledgedBytes(windowBytes: number): number {
 /** Default flow-control window: bytes the relay may have sent but not had acknowledged. */
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
 
+/** Default interval between liveness pings, both ways. */
+export const DEFAULT_PING_INTERVAL_MS = 5_000;
+
+/** A peer silent for this many ping intervals is taken for gone (a half-open connection). */
+export const PING_TIMEOUT_INTERVALS = 4;
+
 /** Largest window a receiver accepts from a relay's hello. */
 export const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
 
@@ -87,6 +93,8 @@ export interface HelloMessage {
   versions: number[];
   /** Identifies this relay process; a reconnect carries the same one. */
   relay: string;
+  /** Counts this relay's connection attempts from 1: the fencing token among its connections. */
+  attempt: number;
   /** The relay's flow-control window in bytes. */
   window: number;
 }
@@ -288,8 +296,10 @@ export function parseRelayMessage(text: string): RelayMessage {
       if (typeof relay !== "string" || relay.length === 0 || relay.length > 128) {
         throw new ProtocolError("Hello lacks a relay id.");
       }
+      const attempt = requireOffset(record.attempt, "Hello attempt");
+      if (attempt < 1) throw new ProtocolError("Hello attempt must count from 1.");
       const window = requireOffset(record.window, "Hello window");
-      return { type: "hello", versions, relay, window };
+      return { type: "hello", versions, relay, attempt, window };
     }
     case "finished": {
       const streams = record.streams;

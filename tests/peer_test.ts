@@ -48,6 +48,7 @@ async function playRelay(
         type: "hello",
         versions: [PROTOCOL_VERSION],
         relay: "scripted",
+        attempt: 1,
         window: 65536,
       }),
     );

@@ -261,7 +261,9 @@ Deno.test("a relay speaking another protocol version is refused with both versio
   const socket = new WebSocket(receiver.url, { headers: { authorization: `Bearer ${TOKEN}` } });
   const closed = new Promise<CloseEvent>((resolve) => (socket.onclose = resolve));
   socket.onopen = () =>
-    socket.send(JSON.stringify({ type: "hello", versions: [2], relay: "future", window: 65536 }));
+    socket.send(
+      JSON.stringify({ type: "hello", versions: [2], relay: "future", attempt: 1, window: 65536 }),
+    );
   const close = await closed;
   assert.equal(close.code, 4001);
   assert.match(close.reason, /relay speaks v2, the receiver speaks v1/);
@@ -294,7 +296,13 @@ Deno.test("a second relay is refused while the first one streams, and the first 
   const closed = new Promise<CloseEvent>((resolve) => (intruder.onclose = resolve));
   intruder.onopen = () =>
     intruder.send(
-      JSON.stringify({ type: "hello", versions: [1], relay: "intruder", window: 65536 }),
+      JSON.stringify({
+        type: "hello",
+        versions: [1],
+        relay: "intruder",
+        attempt: 1,
+        window: 65536,
+      }),
     );
   const close = await closed;
   assert.equal(close.code, 4003);

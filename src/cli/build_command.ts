@@ -6,6 +6,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { defaultRelayInvocation, runLocalBuild } from "../launchers/local.ts";
 import { drainGraceFlag, receiverFlags, windowBytes, windowFlag } from "./common_flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
@@ -63,6 +64,8 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
   const relayArgs = [
     `--window=${windowBytes(flags)}`,
     `--drain-grace=${flags.integer("drain-grace") ?? 2000}`,
+    `--ping-interval=${flags.integer("ping-interval") ?? DEFAULT_PING_INTERVAL_MS}`,
+    `--reconnect-grace=${flags.integer("reconnect-grace") ?? 120_000}`,
   ];
   const relayBin = flags.string("relay-bin");
   const receiver = startReceiver(options);

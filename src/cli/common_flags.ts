@@ -6,7 +6,12 @@
  */
 
 import { UsageError } from "../errors.ts";
-import { DEFAULT_WINDOW_BYTES, MAX_WINDOW_BYTES } from "../protocol.ts";
+import {
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_WINDOW_BYTES,
+  MAX_WINDOW_BYTES,
+  PING_TIMEOUT_INTERVALS,
+} from "../protocol.ts";
 import type { FlagSpec, ParsedFlags } from "./flags.ts";
 
 /** `--token`: the per-build secret. */
@@ -16,6 +21,30 @@ export const tokenFlag: FlagSpec = {
   env: ["PHONEHOME_TOKEN"],
   valueName: "SECRET",
   help: "The per-build secret the relay presents. Generated when absent.",
+};
+
+/** `--ping-interval`: liveness pings, the same on both sides. */
+export const pingIntervalFlag: FlagSpec = {
+  name: "ping-interval",
+  kind: "integer",
+  env: ["PHONEHOME_PING_INTERVAL"],
+  default: String(DEFAULT_PING_INTERVAL_MS),
+  valueName: "MS",
+  min: 10,
+  help: `How often to ping the other side; ${PING_TIMEOUT_INTERVALS} intervals without a word ` +
+    "count as a dropped connection. Output silence never does.",
+};
+
+/** `--reconnect-grace`: how long a dropped connection may take to come back. */
+export const reconnectGraceFlag: FlagSpec = {
+  name: "reconnect-grace",
+  kind: "integer",
+  env: ["PHONEHOME_RECONNECT_GRACE"],
+  default: "120000",
+  valueName: "MS",
+  min: 1,
+  help: "How long a dropped connection may take to come back before the build's stream is " +
+    "given up, in milliseconds.",
 };
 
 /** Flags of the receiving side, shared by `receive` and `build`. */
@@ -47,15 +76,8 @@ export function receiverFlags(defaultListen: string): FlagSpec[] {
       min: 1,
       help: "How long to wait for the relay to phone home, in milliseconds.",
     },
-    {
-      name: "reconnect-grace",
-      kind: "integer",
-      env: ["PHONEHOME_RECONNECT_GRACE"],
-      default: "120000",
-      valueName: "MS",
-      min: 1,
-      help: "How long to wait for a relay that disconnected before FINISHED, in milliseconds.",
-    },
+    reconnectGraceFlag,
+    pingIntervalFlag,
     {
       name: "idle-interval",
       kind: "integer",

@@ -6,6 +6,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { generateToken } from "../receiver/auth.ts";
 import { Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
 import { parseListen, receiverFlags } from "./common_flags.ts";
@@ -54,6 +55,7 @@ export function receiverOptions(flags: ParsedFlags): ReceiverOptions {
     token,
     connectTimeoutMs: flags.integer("connect-timeout") ?? 900_000,
     reconnectGraceMs: flags.integer("reconnect-grace") ?? 120_000,
+    pingIntervalMs: flags.integer("ping-interval") ?? DEFAULT_PING_INTERVAL_MS,
     idleIntervalMs: flags.integer("idle-interval") ?? 10_000,
     merge: flags.boolean("merge"),
     verbose: flags.boolean("verbose"),

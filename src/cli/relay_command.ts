@@ -6,8 +6,15 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { RELAY_ENV, runRelay } from "../relay/relay.ts";
-import { drainGraceFlag, windowBytes, windowFlag } from "./common_flags.ts";
+import {
+  drainGraceFlag,
+  pingIntervalFlag,
+  reconnectGraceFlag,
+  windowBytes,
+  windowFlag,
+} from "./common_flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
 
 /** The command line of `phonehome relay`. */
@@ -46,15 +53,8 @@ export const relaySpec: CommandSpec = {
       help: "How long to keep trying to reach the receiver at first; the build runs " +
         "meanwhile, paused once the window is full.",
     },
-    {
-      name: "reconnect-grace",
-      kind: "integer",
-      env: ["PHONEHOME_RECONNECT_GRACE"],
-      default: "120000",
-      valueName: "MS",
-      min: 1,
-      help: "How long to keep trying after the connection drops.",
-    },
+    reconnectGraceFlag,
+    pingIntervalFlag,
     drainGraceFlag,
     {
       name: "kill-grace",
@@ -115,6 +115,7 @@ export function runRelayCommand(flags: ParsedFlags): Promise<number> {
     windowBytes: windowBytes(flags),
     connectTimeoutMs: flags.integer("connect-timeout") ?? 120_000,
     reconnectGraceMs: flags.integer("reconnect-grace") ?? 120_000,
+    pingIntervalMs: flags.integer("ping-interval") ?? DEFAULT_PING_INTERVAL_MS,
     drainGraceMs: flags.integer("drain-grace") ?? 2_000,
     killGraceMs: flags.integer("kill-grace") ?? 10_000,
     coalesceDelayMs: flags.integer("coalesce-delay") ?? 1,

@@ -16,6 +16,7 @@ import {
   type FinishedMessage,
   MAX_WINDOW_BYTES,
   parseRelayMessage,
+  PING_TIMEOUT_INTERVALS,
   PROTOCOL_VERSION,
   ProtocolError,
   type ReceiverMessage,
@@ -26,7 +27,7 @@ import {
 import { authorizationMatches } from "./auth.ts";
 import { BuildStream } from "./build_stream.ts";
 import { type ByteSink, OrderedWriter } from "../io.ts";
-import type { Timer } from "../timing.ts";
+import { settlesWithin, type Timer } from "../timing.ts";
 
 /** How long an upgraded connection may take to send its hello. */
 const HELLO_TIMEOUT_MS = 10_000;
@@ -36,6 +37,15 @@ const MAX_PENDING_HANDSHAKES = 16;
 
 /** How long the receiver waits for the relay to close after the verdict. */
 const VERDICT_LINGER_MS = 5_000;
+
+/** How long shutting the server down may take before the receiver ends anyway. */
+const SHUTDOWN_TIMEOUT_MS = 2_000;
+
+/** Refusals logged per {@linkcode REFUSAL_LOG_WINDOW_MS}; the rest are counted, so a flood cannot drown the build's output. */
+const REFUSALS_LOGGED_PER_WINDOW = 5;
+
+/** The window over which refusals are rate-limited. */
+const REFUSAL_LOG_WINDOW_MS = 10_000;
 
 /** Settings of a receiver. */
 export interface ReceiverOptions {
@@ -51,6 +61,8 @@ export interface ReceiverOptions {
   connectTimeoutMs: number;
   /** How long to wait for a relay that disconnected without FINISHED. */
   reconnectGraceMs: number;
+  /** How often to ping the relay; silence for four intervals counts as a drop. */
+  pingIntervalMs: number;
   /** Print `...` when nothing was printed for this long; 0 turns it off. */
   idleIntervalMs: number;
   /** Send the build's stderr to stdout too. */
@@ -80,6 +92,10 @@ interface Connection {
   helloTimer: Timer | undefined;
   /** Set when this side closed the connection, with the reason it gave. */
   closedBecause?: string;
+  /** When anything last arrived on this connection. */
+  lastHeardMs: number;
+  /** Set once the connection has been handled as lost. */
+  lost?: boolean;
 }
 
 function urlHost(host: string): string {
@@ -101,6 +117,7 @@ export class Receiver {
   #current: Connection | undefined;
   #pending = new Set<Connection>();
   #relayId: string | undefined;
+  #attempt = 0;
   #windowBytes = 0;
   #finished: FinishedMessage | undefined;
   #verdict: VerdictMessage | undefined;
@@ -113,6 +130,9 @@ export class Receiver {
   #lingerTimer: Timer | undefined;
   #idleTimer: Timer | undefined;
   #ackTimer: Timer | undefined;
+  #pingTimer: Timer | undefined;
+  #refusalWindowStartMs = 0;
+  #refusalsInWindow = 0;
   #resolve!: (outcome: ReceiverOutcome) => void;
   /** Settles once the receiver has finished, with the status to exit with. */
   readonly outcome: Promise<ReceiverOutcome>;
@@ -194,6 +214,7 @@ export class Receiver {
           `check that the build started and can reach ${this.#url}.`,
       );
     }, this.#options.connectTimeoutMs);
+    this.#pingTimer = setInterval(() => this.#checkLiveness(), this.#options.pingIntervalMs);
     const interval = this.#options.idleIntervalMs;
     if (interval > 0) {
       this.#idleTimer = setInterval(() => {
@@ -205,8 +226,32 @@ export class Receiver {
     }
   }
 
+  /** Pings the current relay, and handles it as lost when it has been silent too long. */
+  #checkLiveness(): void {
+    const connection = this.#current;
+    if (connection === undefined) return;
+    const silentMs = performance.now() - connection.lastHeardMs;
+    if (silentMs > this.#options.pingIntervalMs * PING_TIMEOUT_INTERVALS) {
+      const reason = `no answer to pings for ${formatDuration(Math.round(silentMs))}`;
+      this.#closeConnection(connection, CloseCode.peerUnresponsive, `${reason}.`);
+      // A half-open connection may never report its close: do not wait for it.
+      this.#lost(connection, reason);
+    } else {
+      this.#send(connection, { type: "ping" });
+    }
+  }
+
   #refuse(remote: string, status: number, reason: string): Response {
-    this.message(`Refused a connection from ${remote}: ${reason}`);
+    const now = performance.now();
+    if (now - this.#refusalWindowStartMs > REFUSAL_LOG_WINDOW_MS) {
+      const unlogged = this.#refusalsInWindow - REFUSALS_LOGGED_PER_WINDOW;
+      if (unlogged > 0) this.message(`Refused ${unlogged} more connections without logging them.`);
+      this.#refusalWindowStartMs = now;
+      this.#refusalsInWindow = 0;
+    }
+    if (++this.#refusalsInWindow <= REFUSALS_LOGGED_PER_WINDOW) {
+      this.message(`Refused a connection from ${remote}: ${reason}`);
+    }
     return new Response(`${reason}\n`, {
       status,
       headers: status === 401 ? { "www-authenticate": 'Bearer realm="phonehome"' } : {},
@@ -233,7 +278,13 @@ export class Receiver {
     }
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
-    const connection: Connection = { socket, remote, greeted: false, helloTimer: undefined };
+    const connection: Connection = {
+      socket,
+      remote,
+      greeted: false,
+      helloTimer: undefined,
+      lastHeardMs: performance.now(),
+    };
     this.#pending.add(connection);
     connection.helloTimer = setTimeout(() => {
       this.#closeConnection(
@@ -249,6 +300,7 @@ export class Receiver {
   }
 
   #closeConnection(connection: Connection, code: number, reason: string): void {
+    if (connection.closedBecause !== undefined) return;
     this.message(`Closed the connection from ${connection.remote}: ${reason}`);
     this.#pending.delete(connection);
     clearTimeout(connection.helloTimer);
@@ -260,8 +312,9 @@ export class Receiver {
   }
 
   #onMessage(connection: Connection, event: MessageEvent): void {
-    if (this.#done) return;
+    if (this.#done || connection.closedBecause !== undefined) return;
     if (connection.greeted && connection !== this.#current) return;
+    connection.lastHeardMs = performance.now();
     try {
       if (typeof event.data === "string") {
         this.#onControl(connection, event.data);
@@ -274,8 +327,11 @@ export class Receiver {
         throw new ProtocolError("Unsupported message type.");
       }
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      this.#closeConnection(connection, error.closeCode, error.message);
+      // Whatever a peer sends, the receiver closes that one connection and carries on.
+      const violation = error instanceof ProtocolError
+        ? error
+        : new ProtocolError(`Cannot handle the message: ${errorText(error)}`);
+      this.#closeConnection(connection, violation.closeCode, violation.message);
     }
   }
 
@@ -301,6 +357,14 @@ export class Receiver {
             CloseCode.superseded,
           );
         }
+        if (message.attempt <= this.#attempt) {
+          // A connection that lost the race to a newer one of the same relay must not take over.
+          throw new ProtocolError(
+            `Connection attempt ${message.attempt} is stale; attempt ${this.#attempt} is current.`,
+            CloseCode.superseded,
+          );
+        }
+        this.#attempt = message.attempt;
         this.#greet(connection, message.relay, message.window);
         return;
       }
@@ -379,6 +443,15 @@ export class Receiver {
   #onClose(connection: Connection, event: CloseEvent): void {
     this.#pending.delete(connection);
     clearTimeout(connection.helloTimer);
+    const why = connection.closedBecause ??
+      (event.reason ? `code ${event.code}, ${event.reason}` : `code ${event.code}`);
+    this.#lost(connection, why);
+  }
+
+  /** Handles the end of a connection, once, whether it closed or was given up on. */
+  #lost(connection: Connection, why: string): void {
+    if (connection.lost) return;
+    connection.lost = true;
     if (this.#done || connection !== this.#current) return;
     this.#current = undefined;
     if (this.#verdict !== undefined) {
@@ -386,8 +459,6 @@ export class Receiver {
       return;
     }
     const { stdout, stderr } = this.#build.written();
-    const why = connection.closedBecause ??
-      (event.reason ? `code ${event.code}, ${event.reason}` : `code ${event.code}`);
     this.message(
       `Lost the connection to the relay (${why}) after ${formatBytes(stdout)} of stdout and ` +
         `${formatBytes(stderr)} of stderr; waiting up to ` +
@@ -444,6 +515,7 @@ export class Receiver {
       clearTimeout(timer);
     }
     clearInterval(this.#idleTimer);
+    clearInterval(this.#pingTimer);
     const reported = message === undefined ? Promise.resolve() : this.message(message);
     for (const connection of [...this.#pending, ...(this.#current ? [this.#current] : [])]) {
       if (connection.socket.readyState <= WebSocket.OPEN) {
@@ -458,7 +530,8 @@ export class Receiver {
     };
     Promise.all([
       reported,
-      this.#server.shutdown(),
+      // A client that never finished its upgrade must not keep the receiver alive.
+      settlesWithin(this.#server.shutdown(), SHUTDOWN_TIMEOUT_MS),
       this.#stdout.drained(),
       this.#stderr.drained(),
     ]).finally(() => this.#resolve(outcome));

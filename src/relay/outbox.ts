@@ -146,10 +146,12 @@ export class Outbox {
   /**
    * Prepares a resend after a reconnect: acknowledges up to the receiver's
    * offsets, then queues every byte after them, in the original order, cutting
-   * the first frame of a stream where the receiver stands.
+   * the first frame of a stream where the receiver stands. Returns how many of
+   * the queued bytes had been sent before (the resend).
    */
-  resume(offsets: StreamOffsets): void {
+  resume(offsets: StreamOffsets): number {
     this.acknowledge(offsets);
+    const neverSent = new Set(this.#unsent);
     const frames: OutFrame[] = [];
     for (const name of STREAM_NAMES) {
       for (const frame of this.#retained[name]) {
@@ -173,6 +175,11 @@ export class Outbox {
     }
     frames.sort((a, b) => (this.#order.get(a) ?? 0) - (this.#order.get(b) ?? 0));
     this.#unsent = frames;
+    let resent = 0;
+    for (const frame of frames) {
+      if (!neverSent.has(frame)) resent += frame.bytes.byteLength - DATA_HEADER_BYTES;
+    }
+    return resent;
   }
 
   /**

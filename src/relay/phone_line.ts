@@ -15,6 +15,7 @@ import {
   encodeControl,
   type FinishedMessage,
   parseReceiverMessage,
+  PING_TIMEOUT_INTERVALS,
   PROTOCOL_VERSION,
   ProtocolError,
   type RelayMessage,
@@ -42,6 +43,8 @@ export interface PhoneLineOptions {
   connectTimeoutMs: number;
   /** How long to keep trying after an established connection drops. */
   reconnectGraceMs: number;
+  /** How often to ping the receiver; silence for four intervals counts as a drop. */
+  pingIntervalMs: number;
   /** Reports a line about the connection (to the relay's stderr). */
   log: (text: string) => void;
 }
@@ -87,6 +90,10 @@ export class PhoneLine {
   #failure: string | undefined;
   #settle!: () => void;
   #wakeRetry: (() => void) | undefined;
+  #attempts = 0;
+  #resentBytes = 0;
+  #reconnects = 0;
+  #welcomed = false;
   /** Settles when a verdict arrived or the line gave up; see {@linkcode verdict} and {@linkcode failure}. */
   readonly settled: Promise<void>;
 
@@ -100,6 +107,11 @@ export class PhoneLine {
   /** The receiver's verdict on FINISHED, once it arrived. */
   get verdict(): VerdictMessage | undefined {
     return this.#verdict;
+  }
+
+  /** How often the line resumed after a drop, and how many bytes it sent again. */
+  get stats(): { reconnects: number; resentBytes: number } {
+    return { reconnects: this.#reconnects, resentBytes: this.#resentBytes };
   }
 
   /** Why the line gave up, if it did. */
@@ -177,6 +189,7 @@ export class PhoneLine {
   }
 
   #attempt(): Promise<AttemptResult> {
+    this.#attempts++;
     return new Promise((resolve) => {
       let socket: WebSocket;
       try {
@@ -191,11 +204,43 @@ export class PhoneLine {
       this.#socket = socket;
       let established = false;
       let errorText = "";
+      let lastHeardMs = performance.now();
+      const timeoutMs = this.#options.pingIntervalMs * PING_TIMEOUT_INTERVALS;
+      const end = (result: AttemptResult): void => {
+        clearInterval(pinger);
+        socket.onopen =
+          socket.onmessage =
+          socket.onerror =
+          socket.onclose =
+            null;
+        if (this.#socket === socket) this.#socket = undefined;
+        this.#established = false;
+        resolve(result);
+      };
+      // A half-open connection never closes by itself: judge it by pings, not by output.
+      const pinger = setInterval(() => {
+        const silentMs = performance.now() - lastHeardMs;
+        if (silentMs > timeoutMs) {
+          const reason = established
+            ? `no answer to pings for ${formatDuration(Math.round(silentMs))}`
+            : `no answer to the handshake within ${formatDuration(Math.round(silentMs))}`;
+          try {
+            socket.close(CloseCode.peerUnresponsive, "No answer to pings.");
+          } catch {
+            // Closing a socket that never opened can throw; it is abandoned either way.
+          }
+          end({ established, permanent: false, reason });
+        } else if (established) {
+          socket.send(encodeControl({ type: "ping" }));
+        }
+      }, this.#options.pingIntervalMs);
       socket.onopen = () => {
+        lastHeardMs = performance.now();
         const hello: RelayMessage = {
           type: "hello",
           versions: [PROTOCOL_VERSION],
           relay: this.#options.relayId,
+          attempt: this.#attempts,
           window: this.#options.outbox.windowBytes,
         };
         socket.send(encodeControl(hello));
@@ -204,22 +249,21 @@ export class PhoneLine {
         errorText = event instanceof ErrorEvent ? event.message : "connection error";
       };
       socket.onmessage = (event) => {
+        lastHeardMs = performance.now();
         try {
           if (typeof event.data !== "string") {
             throw new ProtocolError("The receiver sent a binary frame.");
           }
           if (this.#onControl(event.data)) established = true;
         } catch (error) {
-          if (!(error instanceof ProtocolError)) throw error;
-          this.#options.log(`Closing the connection: ${error.message}`);
-          socket.close(error.closeCode, error.message.slice(0, 120));
+          const violation = error instanceof ProtocolError ? error : new ProtocolError(
+            `Cannot handle the receiver's message: ${(error as Error).message}`,
+          );
+          this.#options.log(`Closing the connection: ${violation.message}`);
+          socket.close(violation.closeCode, violation.message.slice(0, 120));
         }
       };
-      socket.onclose = (event) => {
-        this.#socket = undefined;
-        this.#established = false;
-        resolve(this.#describeClose(event, established, errorText));
-      };
+      socket.onclose = (event) => end(this.#describeClose(event, established, errorText));
     });
   }
 
@@ -260,7 +304,12 @@ export class PhoneLine {
             CloseCode.versionMismatch,
           );
         }
-        this.#options.outbox.resume(message.acked);
+        const resent = this.#options.outbox.resume(message.acked);
+        if (this.#welcomed) {
+          this.#reconnects++;
+          this.#resentBytes += resent;
+        }
+        this.#welcomed = true;
         this.#established = true;
         this.#sendFrames();
         if (this.#finished !== undefined) this.#sendFinished();

@@ -37,6 +37,8 @@ export interface RelayOptions {
   connectTimeoutMs: number;
   /** How long to keep trying after a dropped connection. */
   reconnectGraceMs: number;
+  /** How often to ping the receiver. */
+  pingIntervalMs: number;
   /** How long to wait for the pipes to close once the build's main process has exited. */
   drainGraceMs: number;
   /** After passing on a signal, how long the build gets before its group is killed. */
@@ -77,6 +79,7 @@ export async function runRelay(options: RelayOptions): Promise<number> {
     outbox,
     connectTimeoutMs: options.connectTimeoutMs,
     reconnectGraceMs: options.reconnectGraceMs,
+    pingIntervalMs: options.pingIntervalMs,
     log,
   });
   line.start();
@@ -158,6 +161,12 @@ export async function runRelay(options: RelayOptions): Promise<number> {
   };
   if (note !== undefined) finished.note = note;
   const verdict = await line.finish(finished);
+  const { reconnects, resentBytes } = line.stats;
+  if (reconnects > 0) {
+    log(
+      `Resumed the stream after ${reconnects} dropped connection(s), resending ${resentBytes} bytes.`,
+    );
+  }
   if (verdict === undefined) {
     log(
       `Could not phone home to ${options.url}: ${line.failure}. ` +
