@@ -445,17 +445,26 @@ export class Receiver {
     clearTimeout(connection.helloTimer);
     const why = connection.closedBecause ??
       (event.reason ? `code ${event.code}, ${event.reason}` : `code ${event.code}`);
-    this.#lost(connection, why);
+    this.#lost(connection, why, event.code === CloseCode.normal);
   }
 
-  /** Handles the end of a connection, once, whether it closed or was given up on. */
-  #lost(connection: Connection, why: string): void {
+  /**
+   * Handles the end of a connection, once, whether it closed or was given up
+   * on. `normal` is true when the relay closed it after taking the verdict.
+   */
+  #lost(connection: Connection, why: string, normal = false): void {
     if (connection.lost) return;
     connection.lost = true;
     if (this.#done || connection !== this.#current) return;
     this.#current = undefined;
     if (this.#verdict !== undefined) {
-      this.#finishWithVerdict();
+      if (normal) {
+        this.#finishWithVerdict();
+      } else {
+        // The verdict may have been lost with the connection: give the relay time to ask again.
+        clearTimeout(this.#lingerTimer);
+        this.#lingerTimer = setTimeout(() => this.#finishWithVerdict(), VERDICT_LINGER_MS);
+      }
       return;
     }
     const { stdout, stderr } = this.#build.written();

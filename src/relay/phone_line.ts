@@ -26,6 +26,12 @@ import type { Outbox } from "./outbox.ts";
 /** First retry delay; it doubles up to {@linkcode MAX_BACKOFF_MS}. */
 const INITIAL_BACKOFF_MS = 100;
 
+/** How long the relay waits for the close handshake after the verdict. */
+const CLOSE_HANDSHAKE_TIMEOUT_MS = 2_000;
+
+/** Shortest time a connection attempt gets to be welcomed before it is abandoned. */
+const MIN_HANDSHAKE_TIMEOUT_MS = 5_000;
+
 /** Longest pause between two connection attempts. */
 const MAX_BACKOFF_MS = 2_000;
 
@@ -205,9 +211,12 @@ export class PhoneLine {
       let established = false;
       let errorText = "";
       let lastHeardMs = performance.now();
-      const timeoutMs = this.#options.pingIntervalMs * PING_TIMEOUT_INTERVALS;
+      const pingTimeoutMs = this.#options.pingIntervalMs * PING_TIMEOUT_INTERVALS;
+      // Connecting may need a SYN retransmission (1 s, then 3 s): allow for it however short the pings.
+      const handshakeTimeoutMs = Math.max(pingTimeoutMs, MIN_HANDSHAKE_TIMEOUT_MS);
       const end = (result: AttemptResult): void => {
         clearInterval(pinger);
+        if (this.#verdict !== undefined) this.#settle();
         socket.onopen =
           socket.onmessage =
           socket.onerror =
@@ -220,7 +229,7 @@ export class PhoneLine {
       // A half-open connection never closes by itself: judge it by pings, not by output.
       const pinger = setInterval(() => {
         const silentMs = performance.now() - lastHeardMs;
-        if (silentMs > timeoutMs) {
+        if (silentMs > (established ? pingTimeoutMs : handshakeTimeoutMs)) {
           const reason = established
             ? `no answer to pings for ${formatDuration(Math.round(silentMs))}`
             : `no answer to the handshake within ${formatDuration(Math.round(silentMs))}`;
@@ -323,7 +332,9 @@ export class PhoneLine {
         if (this.#finished === undefined) throw new ProtocolError("Verdict before FINISHED.");
         this.#verdict = message;
         this.#socket?.close(CloseCode.normal, "Done.");
-        this.#settle();
+        // Settle once the close handshake is done, so the receiver sees a clean 1000 and
+        // knows the verdict arrived; but never wait long for it.
+        setTimeout(() => this.#settle(), CLOSE_HANDSHAKE_TIMEOUT_MS);
         return false;
       case "ping":
         this.#socket?.send(encodeControl({ type: "pong" }));
