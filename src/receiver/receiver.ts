@@ -201,6 +201,17 @@ export class Receiver {
     return this.#verdict !== undefined;
   }
 
+  /** Whether a relay has ever completed the handshake. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Writes bytes that are not part of the stream (a pod log shown as a fallback) to stdout, in order. */
+  writeStdout(bytes: Uint8Array): Promise<void> {
+    this.#lastActivityMs = performance.now();
+    return this.#stdout.write(bytes);
+  }
+
   /** Ends the receiver from outside (the launcher saw its relay die, or a signal came). */
   abort(exitCode: number, message: string): void {
     this.#finish(exitCode, message);
