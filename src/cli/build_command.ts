@@ -8,13 +8,26 @@
 import { UsageError } from "../errors.ts";
 import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { defaultRelayInvocation, runLocalBuild } from "../launchers/local.ts";
-import { drainGraceFlag, receiverFlags, windowBytes, windowFlag } from "./common_flags.ts";
+import { kubernetesBuildFlags } from "../launchers/kubernetes/flags.ts";
+import {
+  drainGraceFlag,
+  parseListen,
+  receiverFlags,
+  windowBytes,
+  windowFlag,
+} from "./common_flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
 import { receiverOptions, startReceiver } from "./receive_command.ts";
 import { onTerminationSignal } from "./signals.ts";
 
 /** Backends `--backend` accepts. */
-const BACKENDS = ["local"] as const;
+const BACKENDS = ["local", "kubernetes"] as const;
+
+/** Where each backend listens by default: build pods elsewhere in the cluster must reach it. */
+const DEFAULT_LISTEN: Readonly<Record<string, string>> = {
+  local: "127.0.0.1:0",
+  kubernetes: "0.0.0.0:0",
+};
 
 /** The command line of `phonehome build`. */
 export const buildSpec: CommandSpec = {
@@ -31,9 +44,18 @@ export const buildSpec: CommandSpec = {
       env: ["PHONEHOME_BACKEND"],
       default: "local",
       valueName: "NAME",
-      help: "Where the build runs: 'local' runs the relay as a subprocess of this one.",
+      help: "Where the build runs: 'local' runs the relay as a subprocess of this one; " +
+        "'kubernetes' runs it in a build pod (see docs/kubernetes.md).",
     },
-    ...receiverFlags("127.0.0.1:0"),
+    ...receiverFlags("127.0.0.1:0").map((flag) =>
+      flag.name === "listen"
+        ? {
+          ...flag,
+          default: undefined,
+          help: `${flag.help} Defaults to 127.0.0.1:0, or 0.0.0.0:0 for the kubernetes backend.`,
+        }
+        : flag
+    ),
     windowFlag,
     drainGraceFlag,
     {
@@ -44,10 +66,13 @@ export const buildSpec: CommandSpec = {
       help: "The relay program for the local backend. Defaults to phonehome-relay beside a " +
         "compiled phonehome-builder, or this source tree's main.ts under Deno.",
     },
+    ...kubernetesBuildFlags,
   ],
   examples: [
     "phonehome build -- sh ./build.sh",
     "phonehome build --merge --idle-interval 5000 -- make all",
+    "phonehome build --backend kubernetes --image registry/slugbuilder:v3 --app web \\\n" +
+    '    --sha "$SHA" -- /builder/build.sh',
   ],
 };
 
@@ -60,7 +85,10 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
         `choose one of: ${BACKENDS.join(", ")}.`,
     );
   }
-  const options = receiverOptions(flags);
+  let options = receiverOptions(flags);
+  if (flags.string("listen") === undefined) {
+    options = { ...options, ...parseListen(DEFAULT_LISTEN[backend], "--listen") };
+  }
   const relayArgs = [
     `--window=${windowBytes(flags)}`,
     `--drain-grace=${flags.integer("drain-grace") ?? 2000}`,
@@ -68,6 +96,15 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
     `--reconnect-grace=${flags.integer("reconnect-grace") ?? 120_000}`,
   ];
   const relayBin = flags.string("relay-bin");
+  // Loaded only when used: the Kubernetes client takes a while to load.
+  const kubernetes = backend === "kubernetes"
+    ? await (await import("../launchers/kubernetes/launcher.ts")).prepareKubernetesBuild(
+      flags,
+      options,
+      relayArgs,
+    )
+    : undefined;
+  if (kubernetes !== undefined) options = kubernetes.receiverOptions;
   const receiver = startReceiver(options);
   const signals = new EventTarget();
   let received = 0;
@@ -81,6 +118,14 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
     signals.dispatchEvent(new CustomEvent("signal", { detail: signal }));
   });
   try {
+    if (kubernetes !== undefined) {
+      return await kubernetes.run({
+        command: flags.command,
+        receiver,
+        token: options.token,
+        signals,
+      });
+    }
     return await runLocalBuild({
       command: flags.command,
       receiver,

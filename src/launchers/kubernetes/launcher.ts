@@ -1,0 +1,235 @@
+/**
+ * The Kubernetes launcher: runs one build as a Pod or Job whose relay phones
+ * home to this process's receiver, fails fast when the pod cannot, and deletes
+ * what it created when the build is over, however it ended.
+ *
+ * @module
+ */
+
+import type * as k8s from "@kubernetes/client-node";
+import { UsageError } from "../../errors.ts";
+import { signalExitCode } from "../../exit_codes.ts";
+import type { ParsedFlags } from "../../cli/flags.ts";
+import { relaySpec } from "../../cli/relay_command.ts";
+import type { Receiver, ReceiverOptions } from "../../receiver/receiver.ts";
+import { settlesWithin } from "../../timing.ts";
+import { KubeClient } from "./client.ts";
+import { KubernetesApiError } from "./errors.ts";
+import { type KubernetesSettings, kubernetesSettings } from "./flags.ts";
+import {
+  buildJob,
+  buildPod,
+  buildSecret,
+  loadTemplate,
+  planWorkload,
+  type WorkloadPlan,
+} from "./manifest.ts";
+import { BuildSupervisor } from "./supervisor.ts";
+
+/**
+ * Extra time the receiver waits for the relay beyond the pod's start deadline,
+ * so that the supervisor, which knows why the pod did not start, speaks first.
+ */
+const RECEIVER_DEADLINE_SLACK_MS = 10_000;
+
+/** How long deleting the build's objects may take in all. */
+const CLEANUP_TIMEOUT_MS = 30_000;
+
+/** What running a prepared build needs. */
+export interface KubernetesRunInput {
+  /** The build command: the container's args, run by the image's relay entrypoint. */
+  command: readonly string[];
+  /** A started receiver, made from {@linkcode KubernetesBuild.receiverOptions}. */
+  receiver: Receiver;
+  /** The per-build secret the receiver expects. */
+  token: string;
+  /** Dispatches a `signal` event (detail: the signal name) on the first SIGINT/SIGTERM. */
+  signals?: EventTarget;
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "";
+}
+
+/**
+ * The relay flags `--name=value` as the environment variables the relay reads
+ * for them, since in a pod the image's entrypoint owns the relay's command line.
+ */
+export function relayArgsAsEnv(relayArgs: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const arg of relayArgs) {
+    const match = /^--([a-z-]+)=(.*)$/s.exec(arg);
+    const variable = relaySpec.flags.find((flag) => flag.name === match?.[1])?.env?.[0];
+    if (match === null || variable === undefined) {
+      throw new TypeError(`The relay has no variable for ${JSON.stringify(arg)}.`);
+    }
+    env[variable] = match[2];
+  }
+  return env;
+}
+
+/**
+ * Reads the backend's flags, loads cluster credentials and the template, and
+ * plans the build's objects; everything that can be wrong with the command
+ * line is found here, before anything is created. `relayArgs` are relay flags
+ * for the pod, such as `--window=N`.
+ */
+export async function prepareKubernetesBuild(
+  flags: ParsedFlags,
+  receiverOptions: ReceiverOptions,
+  relayArgs: readonly string[],
+): Promise<KubernetesBuild> {
+  const settings = kubernetesSettings(flags);
+  const relayEnv = relayArgsAsEnv(relayArgs);
+  if (receiverOptions.advertiseHost === undefined && isWildcard(receiverOptions.hostname)) {
+    throw new UsageError(
+      "The kubernetes backend needs an address the build pod can dial: set POD_IP from the " +
+        "downward API (status.podIP) or --advertise-host.",
+    );
+  }
+  const template = settings.templatePath === undefined
+    ? undefined
+    : await loadTemplate(settings.templatePath);
+  const plan = planWorkload(settings, template);
+  const client = KubeClient.load(settings.access);
+  return new KubernetesBuild({ settings, plan, client, receiverOptions, relayEnv });
+}
+
+/** One planned build on Kubernetes; {@linkcode run} creates and follows it. */
+export class KubernetesBuild {
+  #settings: KubernetesSettings;
+  #plan: WorkloadPlan;
+  #client: KubeClient;
+  #startTimeoutMs: number;
+  #relayEnv: Record<string, string>;
+  /** Receiver settings for this build: the relay's deadline leaves the supervisor room. */
+  readonly receiverOptions: ReceiverOptions;
+
+  /** Use {@linkcode prepareKubernetesBuild}. */
+  constructor(parts: {
+    settings: KubernetesSettings;
+    plan: WorkloadPlan;
+    client: KubeClient;
+    receiverOptions: ReceiverOptions;
+    relayEnv: Record<string, string>;
+  }) {
+    this.#settings = parts.settings;
+    this.#plan = parts.plan;
+    this.#client = parts.client;
+    this.#relayEnv = parts.relayEnv;
+    this.#startTimeoutMs = parts.receiverOptions.connectTimeoutMs;
+    this.receiverOptions = {
+      ...parts.receiverOptions,
+      connectTimeoutMs: parts.receiverOptions.connectTimeoutMs + RECEIVER_DEADLINE_SLACK_MS,
+    };
+  }
+
+  /** The Pod's or Job's name. */
+  get name(): string {
+    return this.#plan.name;
+  }
+
+  /** Creates the Secret and the Pod or Job, follows the build, cleans up; resolves with the status. */
+  async run(input: KubernetesRunInput): Promise<number> {
+    const { receiver } = input;
+    const plan = this.#plan;
+    const wiring = { url: receiver.url, relayEnv: this.#relayEnv, command: input.command };
+    const workload = plan.kind === "job"
+      ? buildJob(plan, this.#settings, wiring)
+      : buildPod(plan, this.#settings, wiring);
+    const podSpec = plan.kind === "job"
+      ? (workload as k8s.V1Job).spec?.template.spec
+      : (workload as k8s.V1Pod).spec;
+    const image = podSpec?.containers.find((c) => c.name === plan.containerName)?.image ?? "";
+    let created = { secret: false, workload: false };
+    await receiver.message("Starting build... but first, coffee!");
+    try {
+      await this.#client.createSecret(buildSecret(plan, input.token));
+      created = { ...created, secret: true };
+      if (plan.kind === "job") await this.#client.createJob(workload as k8s.V1Job);
+      else await this.#client.createPod(workload as k8s.V1Pod);
+      created = { ...created, workload: true };
+    } catch (error) {
+      if (!(error instanceof KubernetesApiError)) throw error;
+      receiver.abort(error.exitCode, error.message);
+      const outcome = await receiver.outcome;
+      await this.#cleanUp(receiver, created);
+      return outcome.exitCode;
+    }
+    const supervisor = new BuildSupervisor({
+      client: this.#client,
+      plan,
+      receiver,
+      url: receiver.url,
+      image,
+      startTimeoutMs: this.#startTimeoutMs,
+      watchTimeoutMs: this.#settings.watchTimeoutMs,
+      tickMs: this.#settings.tickMs,
+    });
+    supervisor.start();
+    const onSignal: EventListener = (event) => {
+      const signal = (event as CustomEvent<Deno.Signal>).detail;
+      if (!receiver.connected) {
+        receiver.abort(
+          signalExitCode(signal),
+          `Stopped by ${signal} before the build pod phoned home.`,
+        );
+        return;
+      }
+      // Deleting the pod makes the kubelet send SIGTERM to the relay, which passes it on to
+      // the build and still reports how the build ended.
+      supervisor.deletingOurselves();
+      this.#deleteWorkload().catch((error: Error) => {
+        receiver.abort(signalExitCode(signal), `${error.message} Stopped by ${signal}.`);
+      });
+    };
+    input.signals?.addEventListener("signal", onSignal);
+    const outcome = await receiver.outcome;
+    input.signals?.removeEventListener("signal", onSignal);
+    await supervisor.stop();
+    if (outcome.exit !== undefined) {
+      if (outcome.exitCode === 0) {
+        await receiver.writeLine("Build complete.");
+      } else {
+        const explanation = supervisor.explanation();
+        if (explanation !== undefined) await receiver.message(explanation);
+        await receiver.writeLine(`Build pod exited with code ${outcome.exitCode}, stopping build.`);
+      }
+    }
+    await this.#cleanUp(receiver, created);
+    return outcome.exitCode;
+  }
+
+  #deleteWorkload(): Promise<boolean> {
+    return this.#plan.kind === "job"
+      ? this.#client.deleteJob(this.#plan.name)
+      : this.#client.deletePod(this.#plan.name);
+  }
+
+  async #cleanUp(
+    receiver: Receiver,
+    created: { secret: boolean; workload: boolean },
+  ): Promise<void> {
+    const work: Array<Promise<unknown>> = [];
+    const failures: string[] = [];
+    const attempt = (request: () => Promise<unknown>): void => {
+      work.push(request().catch((error: Error) => failures.push(error.message)));
+    };
+    if (created.workload && !this.#settings.keepPod) attempt(() => this.#deleteWorkload());
+    if (created.secret) attempt(() => this.#client.deleteSecret(this.#plan.secretName));
+    if (created.workload && this.#settings.keepPod) {
+      await receiver.message(
+        `Keeping ${this.#plan.kind === "job" ? "job" : "pod"} ${this.#plan.name} ` +
+          `(--keep-pod); 'phonehome gc' removes it later.`,
+      );
+    }
+    if (!(await settlesWithin(Promise.all(work), CLEANUP_TIMEOUT_MS))) {
+      failures.push("the Kubernetes API did not answer in time");
+    }
+    for (const failure of failures) {
+      await receiver.message(
+        `Could not clean up after the build: ${failure} 'phonehome gc' removes leftovers.`,
+      );
+    }
+  }
+}
