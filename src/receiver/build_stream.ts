@@ -30,6 +30,17 @@ interface StreamState {
   output: OrderedWriter;
 }
 
+/**
+ * Frees the memory behind a written frame now. Each WebSocket message arrives
+ * in a fresh buffer that V8 would free only at its next collection, and at
+ * hundreds of MB/s the garbage piled up to tens of MB before it did;
+ * detaching the buffer frees it at once.
+ */
+function releaseBuffer(bytes: Uint8Array): void {
+  const buffer = bytes.buffer;
+  if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+}
+
 /** The result of checking FINISHED against what was written. */
 export interface Verification {
   ok: boolean;
@@ -94,7 +105,9 @@ export class BuildStream {
   /**
    * Accepts a DATA frame: bytes already received (a resend after a reconnect)
    * are skipped, the rest is queued for writing. A gap or a sender beyond its
-   * window is a protocol violation.
+   * window is a protocol violation. The frame's buffer becomes the stream's:
+   * it is detached (freed) once its bytes are written, so the caller must not
+   * use it afterwards.
    */
   accept(frame: DataFrame, windowBytes: number): void {
     const state = this.#streams[frame.stream];
@@ -127,6 +140,7 @@ export class BuildStream {
       () => {
         state.written += fresh.byteLength;
         state.hash.update(fresh);
+        releaseBuffer(fresh);
         this.#onWritten();
       },
       (error: Error) => this.#onWriteError(error),

@@ -11,6 +11,7 @@
 import {
   DATA_HEADER_BYTES,
   encodeDataFrame,
+  MAX_FRAME_PAYLOAD_BYTES,
   ProtocolError,
   STREAM_NAMES,
   type StreamName,
@@ -25,6 +26,15 @@ export interface OutFrame {
   /** The whole frame: header then payload. */
   bytes: Uint8Array;
 }
+
+/** Bytes of a whole-frame buffer: the header and the largest payload. */
+export const FRAME_BUFFER_BYTES = DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES;
+
+/**
+ * Whole-frame buffers kept for reuse once acknowledged. A few suffice: at full
+ * speed one comes back for each one the pumps take.
+ */
+const MAX_SPARE_FRAME_BUFFERS = 4;
 
 function frameEnd(frame: OutFrame): number {
   return frame.offset + frame.bytes.byteLength - DATA_HEADER_BYTES;
@@ -42,6 +52,7 @@ export class Outbox {
   #unbounded = false;
   #roomWaiters: Array<() => void> = [];
   #onFrame: () => void = () => {};
+  #spareBuffers: Uint8Array[] = [];
 
   /** Creates an outbox that holds at most `windowBytes` unacknowledged bytes before blocking. */
   constructor(windowBytes: number) {
@@ -66,6 +77,16 @@ export class Outbox {
   /** Calls `listener` whenever a frame becomes ready to send. */
   onFrame(listener: () => void): void {
     this.#onFrame = listener;
+  }
+
+  /**
+   * A buffer of {@linkcode FRAME_BUFFER_BYTES} for the next frame: one an
+   * acknowledgement released, or a new one. Reusing them keeps the relay's
+   * memory flat: fresh 256 KiB buffers would pile up as garbage faster than
+   * V8 collects it, and each would cost page faults to fill.
+   */
+  takeFrameBuffer(): Uint8Array {
+    return this.#spareBuffers.pop() ?? new Uint8Array(FRAME_BUFFER_BYTES);
   }
 
   /** Resolves once there is room in the window for more output. */
@@ -138,9 +159,34 @@ export class Outbox {
       const retained = this.#retained[name];
       let drop = 0;
       while (drop < retained.length && frameEnd(retained[drop]) <= offset) drop++;
-      if (drop > 0) retained.splice(0, drop);
+      if (drop > 0) this.#release(retained.splice(0, drop));
     }
     this.#wakeWaiters();
+  }
+
+  /**
+   * Frees the memory of acknowledged frames now instead of at the garbage
+   * collector's next run: whole-frame buffers go back for reuse, others are
+   * detached, which frees them at once. `socket.send` copies what it sends, so
+   * a sent frame holds nothing the connection still needs; a frame not yet
+   * handed out for sending (only a receiver that acknowledges bytes it never
+   * got could cause that) is left alone.
+   */
+  #release(frames: readonly OutFrame[]): void {
+    const unsent = this.#unsent.length > 0 ? new Set(this.#unsent) : undefined;
+    for (const frame of frames) {
+      if (unsent?.has(frame)) continue;
+      const buffer = frame.bytes.buffer;
+      if (!(buffer instanceof ArrayBuffer) || buffer.detached) continue;
+      if (
+        buffer.byteLength === FRAME_BUFFER_BYTES &&
+        this.#spareBuffers.length < MAX_SPARE_FRAME_BUFFERS
+      ) {
+        this.#spareBuffers.push(new Uint8Array(buffer));
+      } else {
+        buffer.transfer(0);
+      }
+    }
   }
 
   /**

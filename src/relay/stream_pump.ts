@@ -42,7 +42,7 @@ export class StreamPump {
   #reader: ReadableStreamBYOBReader;
   #hash = createHash("sha256");
   #bytes = 0;
-  #frame = new Uint8Array(DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES);
+  #frame: Uint8Array;
   #fill = 0;
   #flushed = 0;
   #timer: Timer | undefined;
@@ -52,6 +52,7 @@ export class StreamPump {
   /** Starts pumping at once. */
   constructor(options: StreamPumpOptions) {
     this.#options = options;
+    this.#frame = options.outbox.takeFrameBuffer();
     this.#reader = options.readable.getReader({ mode: "byob" });
     this.done = this.#run();
   }
@@ -108,9 +109,9 @@ export class StreamPump {
     const length = DATA_HEADER_BYTES + this.#fill;
     let bytes: Uint8Array;
     if (this.#fill * 2 >= MAX_FRAME_PAYLOAD_BYTES) {
-      // A well-filled buffer is handed over whole; a fresh one replaces it.
+      // A well-filled buffer is handed over whole; the outbox gives it back once acknowledged.
       bytes = this.#frame.subarray(0, length);
-      this.#frame = new Uint8Array(DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES);
+      this.#frame = this.#options.outbox.takeFrameBuffer();
     } else {
       // A small frame is copied out so it does not pin the large buffer.
       bytes = this.#frame.slice(0, length);
