@@ -38,6 +38,9 @@ const MAX_PENDING_HANDSHAKES = 16;
 /** How long the receiver waits for the relay to close after the verdict. */
 const VERDICT_LINGER_MS = 5_000;
 
+/** How long queued output may take to drain when the receiver is stopped from outside. */
+const ABORT_DRAIN_TIMEOUT_MS = 2_000;
+
 /** How long shutting the server down may take before the receiver ends anyway. */
 const SHUTDOWN_TIMEOUT_MS = 2_000;
 
@@ -123,6 +126,8 @@ export class Receiver {
   #verdict: VerdictMessage | undefined;
   #outcomeCode: number | undefined;
   #done = false;
+  /** Set once nobody reads the output: a write to a full pipe nobody drains would never return. */
+  #outputGone = false;
   #connected = false;
   #lastActivityMs = performance.now();
   #connectTimer: Timer | undefined;
@@ -187,6 +192,7 @@ export class Receiver {
 
   /** Writes a line that already says where it comes from (the local relay's) to stderr, whole. */
   writeLine(line: string): Promise<void> {
+    if (this.#outputGone) return Promise.resolve();
     this.#lastActivityMs = performance.now();
     return this.#stderr.write(new TextEncoder().encode(`${line}\n`)).catch(() => {});
   }
@@ -212,9 +218,13 @@ export class Receiver {
     return this.#stdout.write(bytes);
   }
 
-  /** Ends the receiver from outside (the launcher saw its relay die, or a signal came). */
+  /**
+   * Ends the receiver from outside (the launcher saw its relay die, or a signal
+   * came). Output still queued gets a short while to drain, not forever, since
+   * whoever reads it may be the reason for stopping.
+   */
   abort(exitCode: number, message: string): void {
-    this.#finish(exitCode, message);
+    this.#finish(exitCode, message, ABORT_DRAIN_TIMEOUT_MS);
   }
 
   #arm(): void {
@@ -528,7 +538,7 @@ export class Receiver {
     );
   }
 
-  #finish(exitCode: number, message?: string): void {
+  #finish(exitCode: number, message?: string, drainTimeoutMs = Infinity): void {
     if (this.#done) return;
     this.#done = true;
     for (const timer of [this.#connectTimer, this.#graceTimer, this.#lingerTimer, this.#ackTimer]) {
@@ -537,8 +547,11 @@ export class Receiver {
     clearInterval(this.#idleTimer);
     clearInterval(this.#pingTimer);
     const reported = message === undefined ? Promise.resolve() : this.message(message);
+    this.#outputGone = exitCode === ExitCode.outputClosed;
+    const closed: Promise<unknown>[] = [];
     for (const connection of [...this.#pending, ...(this.#current ? [this.#current] : [])]) {
       if (connection.socket.readyState <= WebSocket.OPEN) {
+        closed.push(new Promise((resolve) => connection.socket.addEventListener("close", resolve)));
         connection.socket.close(CloseCode.receiverGone, "The receiver is shutting down.");
       }
       clearTimeout(connection.helloTimer);
@@ -548,12 +561,18 @@ export class Receiver {
       exit: this.#verdict?.ok ? this.#finished?.exit : undefined,
       connected: this.#connected,
     };
+    const drained = Promise.all([reported, this.#stdout.drained(), this.#stderr.drained()]);
     Promise.all([
-      reported,
-      // A client that never finished its upgrade must not keep the receiver alive.
-      settlesWithin(this.#server.shutdown(), SHUTDOWN_TIMEOUT_MS),
-      this.#stdout.drained(),
-      this.#stderr.drained(),
+      // Without a reader, queued writes may never complete: the message is only attempted.
+      ...(this.#outputGone ? [] : [
+        Number.isFinite(drainTimeoutMs) ? settlesWithin(drained, drainTimeoutMs) : drained,
+      ]),
+      // Shutting down before the close handshake ends would turn 4004 into 1001, after which
+      // a relay keeps reconnecting; a client that never finished its upgrade must not keep
+      // the receiver alive either.
+      settlesWithin(Promise.all(closed), SHUTDOWN_TIMEOUT_MS).then(() =>
+        settlesWithin(this.#server.shutdown(), SHUTDOWN_TIMEOUT_MS)
+      ),
     ]).finally(() => this.#resolve(outcome));
   }
 }
