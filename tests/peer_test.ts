@@ -213,3 +213,51 @@ Deno.test("many tiny writes are coalesced into few frames", async () => {
   assert.equal(text.split("\n").length - 1, lines);
   assert.ok(frames < lines / 10, `${lines} writes became ${frames} frames`);
 });
+
+Deno.test("a newer connection of the same relay fences off the older one, and a stale one is refused", async () => {
+  await using dir = await tempDir();
+  const receiver = await startReceiver(dir.path);
+  const open = (attempt: number): Promise<{ socket: WebSocket; closed: Promise<CloseEvent> }> =>
+    new Promise((resolve) => {
+      const socket = new WebSocket(receiver.url, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const closed = new Promise<CloseEvent>((done) => (socket.onclose = done));
+      socket.onopen = () =>
+        socket.send(
+          encodeControl({
+            type: "hello",
+            versions: [PROTOCOL_VERSION],
+            relay: "same",
+            attempt,
+            window: 65536,
+          }),
+        );
+      socket.onmessage = (event) => {
+        if (parseReceiverMessage(event.data as string).type === "welcome") {
+          resolve({ socket, closed });
+        }
+      };
+      closed.then(() => resolve({ socket, closed }));
+    });
+  const encode = (text: string): Uint8Array => new TextEncoder().encode(text);
+  const older = await open(1);
+  older.socket.send(encodeDataFrame("stdout", 0, encode("one ")));
+  const newer = await open(2);
+  const olderClose = await older.closed;
+  assert.equal(olderClose.code, 4003);
+  assert.match(olderClose.reason, /A newer connection took over/);
+  const stale = await open(2);
+  const staleClose = await stale.closed;
+  assert.equal(staleClose.code, 4003);
+  assert.match(staleClose.reason, /Connection attempt 2 is stale; attempt 2 is current/);
+  const verdict = new Promise<void>((resolve) => {
+    newer.socket.onmessage = (event) => {
+      if (parseReceiverMessage(event.data as string).type === "verdict") resolve();
+    };
+  });
+  newer.socket.send(encodeDataFrame("stdout", 0, encode("one two")));
+  newer.socket.send(encodeControl(finished("one two")));
+  await verdict;
+  newer.socket.close(1000);
+  assert.equal((await receiver.child.status).code, 0);
+  assert.equal(await receiver.stdout, "one two");
+});
