@@ -1,0 +1,204 @@
+/**
+ * Case 5: many builds at once on one machine, each a real `phonehome build`
+ * (receiver and relay) streaming the same corpus; total throughput against a
+ * single build alone, the slowest build, total memory, and every byte
+ * checked. All builds connect first and then start writing together, so that
+ * starting 2×N Deno processes is not mistaken for streaming.
+ *
+ * @module
+ */
+
+import type { BenchContext, Corpus } from "./context.ts";
+import { PeakRssSampler } from "./memory.ts";
+import { readOutput, type ReadResult } from "./reader.ts";
+import { childNamed, cleanEnvironment, DENO, phonehomeBuildArgs } from "./routes.ts";
+import { BYTES_PER_MB, fixed, mb, median } from "./stats.ts";
+
+/** Target from the issue: N builds together move at least this share of one build alone. */
+const SCALE_TARGET_RATIO = 0.8;
+
+/** Memory sampling interval: 2×N processes to read, so less often than elsewhere. */
+const SCALE_SAMPLE_INTERVAL_MS = 100;
+
+/** How long all relays get to connect before the builds are released anyway. */
+const CONNECT_DEADLINE_MS = 300_000;
+
+/** What one round of concurrent builds did. */
+export interface ScaleRound {
+  builds: number;
+  bytesPerBuild: number;
+  /** All builds' bytes over the time from release to the last byte of the last build. */
+  totalBytesPerSecond: number;
+  /** Release to last byte, per build, in milliseconds. */
+  buildMs: number[];
+  /** Sum of each relay's and receiver's peak RSS. */
+  totalPeakRssBytes: number;
+  /** Largest single relay and receiver peak. */
+  maxRelayRssBytes: number;
+  maxReceiverRssBytes: number;
+  /** Builds whose bytes and sha256 matched and whose status was 0. */
+  wholeBuilds: number;
+  /** Bytes that did not arrive, across all builds. */
+  lostBytes: number;
+}
+
+/** Resolves when `pattern` shows up in `stream`; `text` resolves with everything at its end. */
+function watchText(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+): { seen: Promise<void>; text: Promise<string> } {
+  let resolveSeen!: () => void;
+  const seen = new Promise<void>((resolve) => (resolveSeen = resolve));
+  const text = (async () => {
+    let all = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      all += chunk;
+      if (pattern.test(all)) resolveSeen();
+    }
+    resolveSeen();
+    return all;
+  })();
+  return { seen, text };
+}
+
+async function round(context: BenchContext, corpus: Corpus, builds: number): Promise<ScaleRound> {
+  const gate = `${context.workDir}/gate-${builds}-${crypto.randomUUID()}`;
+  const made = await new Deno.Command("mkfifo", { args: [gate] }).output();
+  if (!made.success) throw new Error(`mkfifo ${gate} failed.`);
+  // Read-write, so opening never blocks and the newlines wait in the pipe for late readers.
+  using gateFile = await Deno.open(gate, { read: true, write: true });
+  const sampler = new PeakRssSampler(SCALE_SAMPLE_INTERVAL_MS);
+  const children = Array.from({ length: builds }, (_, i) => {
+    const child = new Deno.Command(DENO, {
+      args: phonehomeBuildArgs(
+        // Each build waits for its newline at the gate, then writes the corpus.
+        ["sh", "-c", 'read -r _ < "$0"; exec cat "$1"', gate, corpus.path],
+        ["--verbose"],
+      ),
+      env: cleanEnvironment(),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    sampler.watch(`receiver-${i}`, () => child.pid);
+    sampler.watch(`relay-${i}`, () => childNamed(child.pid, "deno"));
+    return child;
+  });
+  const stderr = children.map((child) => watchText(child.stderr, /Relay connected/));
+  const reads: Array<Promise<ReadResult>> = children.map((child) => readOutput(child.stdout));
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  const connected = await Promise.race([
+    Promise.all(stderr.map((watch) => watch.seen)).then(() => true),
+    new Promise<boolean>((resolve) => (deadline = setTimeout(resolve, CONNECT_DEADLINE_MS, false))),
+  ]);
+  clearTimeout(deadline);
+  if (!connected) context.failures.push(`scale, ${builds} builds: not every relay connected.`);
+  const releasedAt = performance.now();
+  await gateFile.write(new TextEncoder().encode("\n".repeat(builds)));
+  const results = await Promise.all(reads);
+  const statuses = await Promise.all(children.map((child) => child.status));
+  sampler.sample();
+  const peaks = sampler.stop();
+  const texts = await Promise.all(stderr.map((watch) => watch.text));
+  await Deno.remove(gate).catch(() => {});
+
+  let wholeBuilds = 0;
+  let lostBytes = 0;
+  results.forEach((read, i) => {
+    lostBytes += Math.max(0, corpus.bytes - read.bytes);
+    if (read.bytes === corpus.bytes && read.sha256 === corpus.sha256 && statuses[i].success) {
+      wholeBuilds++;
+    } else {
+      context.failures.push(
+        `scale, build ${i + 1} of ${builds}: ${read.bytes} of ${corpus.bytes} bytes, ` +
+          `sha256 ${read.sha256 === corpus.sha256 ? "matches" : "differs"}, ` +
+          `status ${statuses[i].code}; stderr: ${texts[i].trim().split("\n").slice(-3).join(" | ")}`,
+      );
+    }
+  });
+  const lastByteAt = Math.max(...results.map((read) => read.lastByteAt));
+  const relays = Object.entries(peaks).filter(([label]) => label.startsWith("relay-"));
+  const receivers = Object.entries(peaks).filter(([label]) => label.startsWith("receiver-"));
+  return {
+    builds,
+    bytesPerBuild: corpus.bytes,
+    totalBytesPerSecond: (builds * corpus.bytes) / ((lastByteAt - releasedAt) / 1000),
+    buildMs: results.map((read) => read.lastByteAt - releasedAt),
+    totalPeakRssBytes: Object.values(peaks).reduce((sum, peak) => sum + peak, 0),
+    maxRelayRssBytes: Math.max(...relays.map(([, peak]) => peak)),
+    maxReceiverRssBytes: Math.max(...receivers.map(([, peak]) => peak)),
+    wholeBuilds,
+    lostBytes,
+  };
+}
+
+/** Case 5: one build alone (median of several), then N at once. */
+export async function scaleCase(context: BenchContext): Promise<void> {
+  const { scaleBuilds, scaleBytes, scaleAloneRuns } = context.options;
+  const corpus = await context.corpus(scaleBytes);
+  const alone: ScaleRound[] = [];
+  for (let i = 0; i < scaleAloneRuns; i++) {
+    alone.push(await round(context, corpus, 1));
+    context.progress(
+      `scale: one build alone, run ${i + 1}/${scaleAloneRuns}: ${
+        fixed(alone[i].totalBytesPerSecond / BYTES_PER_MB, 1)
+      } MB/s`,
+    );
+  }
+  context.progress(`scale: ${scaleBuilds} builds at once`);
+  const many = await round(context, corpus, scaleBuilds);
+  const aloneRate = median(alone.map((r) => r.totalBytesPerSecond));
+  const aloneMs = median(alone.map((r) => r.buildMs[0]));
+  const ratio = many.totalBytesPerSecond / aloneRate;
+  context.progress(
+    `scale: ${scaleBuilds} builds: ${fixed(many.totalBytesPerSecond / BYTES_PER_MB, 1)} MB/s ` +
+      `in all, slowest ${fixed(Math.max(...many.buildMs), 0)} ms, ${many.wholeBuilds} whole`,
+  );
+  context.data.scale = { alone, many, ratio };
+  const per = `${scaleBuilds} x ${mb(scaleBytes)}`;
+  context.rows.push(
+    {
+      case: "5. Scale",
+      figure: `total throughput, ${per}, MB/s`,
+      phonehome: fixed(many.totalBytesPerSecond / BYTES_PER_MB, 1),
+      baseline: `${fixed(aloneRate / BYTES_PER_MB, 1)} (one build alone)`,
+      ratio: fixed(ratio, 2),
+      target: `>= ${SCALE_TARGET_RATIO}`,
+      met: ratio >= SCALE_TARGET_RATIO,
+      how: `all builds connect, then start together; all bytes over release to last byte; ` +
+        `alone: median of ${scaleAloneRuns} runs`,
+    },
+    {
+      case: "5. Scale",
+      figure: "slowest build, release to last byte, ms",
+      phonehome: fixed(Math.max(...many.buildMs), 0),
+      baseline: `${fixed(aloneMs, 0)} (one build alone)`,
+      ratio: "",
+      target: "",
+      met: null,
+      how: `median build ${fixed(median(many.buildMs), 0)} ms`,
+    },
+    {
+      case: "5. Scale",
+      figure: "total peak RSS, relays + receivers",
+      phonehome: mb(many.totalPeakRssBytes),
+      baseline: `${mb(alone[0].totalPeakRssBytes)} (one build alone)`,
+      ratio: "",
+      target: "",
+      met: null,
+      how: `sum of each process's VmHWM; largest relay ${mb(many.maxRelayRssBytes)}, ` +
+        `largest receiver ${mb(many.maxReceiverRssBytes)}`,
+    },
+    {
+      case: "5. Scale",
+      figure: "bytes lost",
+      phonehome: `${many.lostBytes} (${many.wholeBuilds}/${scaleBuilds} builds whole)`,
+      baseline: "",
+      ratio: "",
+      target: "0",
+      met: many.lostBytes === 0 && many.wholeBuilds === scaleBuilds,
+      how: "each build's output counted and its sha256 compared with the corpus; status 0",
+    },
+  );
+}
