@@ -1,8 +1,7 @@
 /**
  * Reads one of the build's pipes, byte-exact: copies each read to the relay's
  * own output (the pod log), hashes it, and coalesces reads into DATA frames so
- * that many tiny writes become few frames while a lone line still leaves
- * within a millisecond or two.
+ * that many tiny writes become few frames while a lone line leaves at once.
  *
  * @module
  */
@@ -45,6 +44,7 @@ export class StreamPump {
   #frame: Uint8Array;
   #fill = 0;
   #flushed = 0;
+  #lastFlushAt = Number.NEGATIVE_INFINITY;
   #timer: Timer | undefined;
   /** Settles when the pipe has ended (or was cancelled) and every byte is in the outbox. */
   readonly done: Promise<void>;
@@ -96,7 +96,14 @@ export class StreamPump {
     if (this.#fill === MAX_FRAME_PAYLOAD_BYTES) {
       this.#flush();
     } else if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => this.#flush(), this.#options.coalesceDelayMs);
+      if (performance.now() - this.#lastFlushAt >= this.#options.coalesceDelayMs) {
+        // Output after a quiet spell leaves at once: Deno's timers fire 2 ms or more after
+        // a 1 ms request, which a lone line would pay. Frames still go out at most once per
+        // delay this way, so a stream of tiny writes keeps being coalesced by the timer.
+        this.#flush();
+      } else {
+        this.#timer = setTimeout(() => this.#flush(), this.#options.coalesceDelayMs);
+      }
     }
     // The next read reuses the chunk's memory, and a slow pod log should pace the reads.
     await tee?.catch(() => {});
@@ -120,5 +127,6 @@ export class StreamPump {
     this.#options.outbox.push({ stream: this.#options.stream, offset: this.#flushed, bytes });
     this.#flushed += this.#fill;
     this.#fill = 0;
+    this.#lastFlushAt = performance.now();
   }
 }
