@@ -6,9 +6,11 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { ExitCode } from "../exit_codes.ts";
 import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { defaultRelayInvocation, runLocalBuild } from "../launchers/local.ts";
 import { kubernetesBuildFlags } from "../launchers/kubernetes/flags.ts";
+import { DEFAULT_OUTPUT_CHECK_INTERVAL_MS, OutputWatch } from "../receiver/output_watch.ts";
 import {
   drainGraceFlag,
   parseListen,
@@ -66,6 +68,15 @@ export const buildSpec: CommandSpec = {
       help: "The relay program for the local backend. Defaults to phonehome-relay beside a " +
         "compiled phonehome-builder, or this source tree's main.ts under Deno.",
     },
+    {
+      name: "watch-output",
+      kind: "string",
+      env: ["PHONEHOME_WATCH_OUTPUT"],
+      valueName: "PATH",
+      help: "Also stop the build once this pipe, given as /proc/PID/fd/N, has no reader left. " +
+        "A git hook passes /proc/$PPID/fd/1, git-receive-pack's stdout, which leads to the " +
+        "user's session. This process's own stdout and stderr are always watched.",
+    },
     ...kubernetesBuildFlags,
   ],
   examples: [
@@ -106,6 +117,31 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
     : undefined;
   if (kubernetes !== undefined) options = kubernetes.receiverOptions;
   const receiver = startReceiver(options);
+  const watchOutput = flags.string("watch-output");
+  let outputWatch: OutputWatch;
+  try {
+    // Even a build that prints nothing stops soon after the user's session ends.
+    outputWatch = OutputWatch.start({
+      fds: [1, 2],
+      paths: watchOutput === undefined ? [] : [watchOutput],
+      intervalMs: DEFAULT_OUTPUT_CHECK_INTERVAL_MS,
+      onClosed: (what) =>
+        receiver.abort(
+          ExitCode.outputClosed,
+          `Stopping the build: ${what}, so whoever started it has gone away.`,
+        ),
+    });
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    receiver.abort(error.exitCode, error.message);
+    return (await receiver.outcome).exitCode;
+  }
+  if (watchOutput !== undefined && outputWatch.unavailable !== undefined) {
+    receiver.message(
+      `Cannot watch ${watchOutput} for a dropped session: ${outputWatch.unavailable}; ` +
+        `a build that prints nothing will run on after the session ends.`,
+    );
+  }
   const signals = new EventTarget();
   let received = 0;
   const stop = onTerminationSignal((signal, code) => {
@@ -136,5 +172,6 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
     });
   } finally {
     stop();
+    outputWatch.stop();
   }
 }

@@ -110,10 +110,9 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
       // Exited meanwhile.
     }
     if (!(await settlesWithin(relay.status, RELAY_STOP_GRACE_MS))) {
-      await Deno.stderr.write(
-        new TextEncoder().encode("phonehome: The relay did not stop; killing it.\n"),
-      );
+      // Kill first: with nobody reading stderr, the message may never be written.
       relay.kill("SIGKILL");
+      receiver.message("The relay did not stop within its grace period; killed it.");
     }
   }
   await relayExited;
