@@ -5,6 +5,7 @@
  */
 
 import { buildSpec, runBuild } from "./build_command.ts";
+import { gcSpec, runGc } from "./gc_command.ts";
 import { receiveSpec, runReceive } from "./receive_command.ts";
 import { relaySpec, runRelayCommand } from "./relay_command.ts";
 import type { Command } from "./run.ts";
@@ -13,6 +14,7 @@ import type { Command } from "./run.ts";
 export const BUILDER_COMMANDS: readonly Command[] = [
   { spec: buildSpec, run: runBuild },
   { spec: receiveSpec, run: runReceive },
+  { spec: gcSpec, run: runGc },
 ];
 
 /** Pod-side commands: in every build image. */

@@ -11,7 +11,10 @@ import type { Timer } from "../../timing.ts";
 import type { KubeClient } from "./client.ts";
 import { type PodView, readPod } from "./pod_status.ts";
 
-/** How long past its own timeout a watch may stay open before it is abandoned. */
+/**
+ * How long past its own timeout a watch may stay open before it is abandoned
+ * (at most; half the timeout for short ones).
+ */
 const WATCH_SLACK_MS = 5_000;
 
 /** Longest pause between retries of a failing list or watch. */
@@ -149,7 +152,7 @@ export class PodWatcher {
       };
       const watchdog = setTimeout(() => {
         finish(() => resolve("abandoned"));
-      }, watchTimeoutMs + WATCH_SLACK_MS);
+      }, watchTimeoutMs + Math.min(WATCH_SLACK_MS, watchTimeoutMs / 2));
       this.#endCurrent = () => finish(() => resolve("stopped"));
       client.watch({
         path: `/api/v1/namespaces/${encodeURIComponent(client.namespace)}/pods`,

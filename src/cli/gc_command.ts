@@ -1,0 +1,61 @@
+/**
+ * `phonehome gc`: deletes the build pods, Jobs and Secrets that phonehome
+ * created in a namespace and that are older than a given age.
+ *
+ * @module
+ */
+
+import { clusterAccess, clusterFlags } from "../launchers/kubernetes/flags.ts";
+import type { CommandSpec, ParsedFlags } from "./flags.ts";
+
+/** The command line of `phonehome gc`. */
+export const gcSpec: CommandSpec = {
+  name: "gc",
+  usage: "gc [options]",
+  summary: "Delete leftover build Pods, Jobs and Secrets: those labelled " +
+    "app.kubernetes.io/managed-by=phonehome and older than --older-than. A build whose " +
+    "builder was killed, or that ran with --keep-pod, leaves them behind. Prints one line " +
+    "per deleted object; exits 77 when the Kubernetes API refuses.",
+  takesCommand: false,
+  flags: [
+    ...clusterFlags,
+    {
+      name: "older-than",
+      kind: "integer",
+      env: ["PHONEHOME_GC_OLDER_THAN"],
+      default: "3600000",
+      valueName: "MS",
+      min: 0,
+      help: "Only delete objects created at least this long ago; keep it above your longest " +
+        "build, since a running build's pod is deleted too.",
+    },
+    {
+      name: "dry-run",
+      kind: "boolean",
+      env: ["PHONEHOME_GC_DRY_RUN"],
+      help: "Print what would be deleted, delete nothing.",
+    },
+  ],
+  examples: [
+    "phonehome gc --older-than 3600000",
+    "KUBECONFIG=~/.kube/config phonehome gc --namespace deis --dry-run",
+  ],
+};
+
+/** Runs `phonehome gc`; resolves with the exit status. */
+export async function runGc(flags: ParsedFlags): Promise<number> {
+  // Loaded only when used: the Kubernetes client takes a while to load.
+  const { collectGarbage } = await import("../launchers/kubernetes/gc.ts");
+  const report = await collectGarbage({
+    access: clusterAccess(flags),
+    olderThanMs: flags.integer("older-than") ?? 3_600_000,
+    dryRun: flags.boolean("dry-run"),
+    out: Deno.stdout,
+  });
+  const encoder = new TextEncoder();
+  for (const failure of report.failures) {
+    await Deno.stderr.write(encoder.encode(`phonehome: ${failure}\n`));
+  }
+  const { KUBERNETES_API_EXIT_CODE } = await import("../launchers/kubernetes/errors.ts");
+  return report.failures.length > 0 ? KUBERNETES_API_EXIT_CODE : 0;
+}
