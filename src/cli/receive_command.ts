@@ -6,6 +6,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { ExitCode } from "../exit_codes.ts";
 import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { generateToken } from "../receiver/auth.ts";
 import { Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
@@ -95,7 +96,10 @@ export async function runReceive(flags: ParsedFlags): Promise<number> {
     if (tokenFile !== undefined) await writeFileAtomically(tokenFile, `${options.token}\n`, 0o600);
     if (urlFile !== undefined) await writeFileAtomically(urlFile, `${receiver.url}\n`, 0o644);
   } catch (error) {
-    receiver.abort(64, `Cannot write ${urlFile ?? tokenFile}: ${(error as Error).message}.`);
+    receiver.abort(
+      ExitCode.usage,
+      `Cannot write ${urlFile ?? tokenFile}: ${(error as Error).message}.`,
+    );
   }
   const stop = onTerminationSignal((signal, code) => {
     receiver.abort(code, `Stopped by ${signal} while waiting for the build.`);

@@ -21,6 +21,7 @@ import {
   type RelayMessage,
   type VerdictMessage,
 } from "../protocol.ts";
+import type { Timer } from "../timing.ts";
 import type { Outbox } from "./outbox.ts";
 
 /** First retry delay; it doubles up to {@linkcode MAX_BACKOFF_MS}. */
@@ -100,13 +101,19 @@ export class PhoneLine {
   #resentBytes = 0;
   #reconnects = 0;
   #welcomed = false;
+  #closeTimer: Timer | undefined;
   /** Settles when a verdict arrived or the line gave up; see {@linkcode verdict} and {@linkcode failure}. */
   readonly settled: Promise<void>;
 
   /** Creates a line; nothing happens until {@linkcode start}. */
   constructor(options: PhoneLineOptions) {
     this.#options = options;
-    this.settled = new Promise((resolve) => (this.#settle = resolve));
+    this.settled = new Promise((resolve) => {
+      this.#settle = () => {
+        clearTimeout(this.#closeTimer);
+        resolve();
+      };
+    });
     options.outbox.onFrame(() => this.#sendFrames());
   }
 
@@ -334,7 +341,7 @@ export class PhoneLine {
         this.#socket?.close(CloseCode.normal, "Done.");
         // Settle once the close handshake is done, so the receiver sees a clean 1000 and
         // knows the verdict arrived; but never wait long for it.
-        setTimeout(() => this.#settle(), CLOSE_HANDSHAKE_TIMEOUT_MS);
+        this.#closeTimer = setTimeout(() => this.#settle(), CLOSE_HANDSHAKE_TIMEOUT_MS);
         return false;
       case "ping":
         this.#socket?.send(encodeControl({ type: "pong" }));
