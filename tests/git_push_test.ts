@@ -6,11 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { tempDir } from "./support/processes.ts";
+import { CONFIG, DENO, MAIN, tempDir } from "./support/processes.ts";
 import { sshdUnavailable, startSshd } from "./support/sshd.ts";
 import {
   createClone,
   createHookedRepo,
+  EXAMPLE_DIR,
   missingInOrder,
   Push,
   refOf,
@@ -64,17 +65,21 @@ Deno.test({
     await createHookedRepo(repo, { workRoot: dir.path });
     const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
 
-    const push = Push.start(`${dir.path}/clone`, sshd.url(repo), {
-      GIT_SSH_COMMAND: sshd.sshCommand,
+    const push = Push.start({
+      cwd: `${dir.path}/clone`,
+      url: sshd.url(repo),
+      env: { GIT_SSH_COMMAND: sshd.sshCommand },
     });
     const result = await push.result();
 
     assert.equal(result.code, 0, `${result.stderr}\n--- sshd:\n${sshd.log()}`);
     assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
     // The progress bar's carriage returns reached git, which starts a new `remote: ` at each.
-    assert.match(result.stderr, /\rremote: {8}\[#####     \]  50%/);
+    assert.match(result.stderr, /\rremote: {8}\[#{5} {5}\] {2}50%/);
     assert.match(result.stderr, /\rremote: {8}\[##########\] 100%/);
-    assert.ok(result.remote.includes("       a note on stderr"), result.stderr);
+    // stderr is ordered on its own, not against stdout: a stderr line may even land inside
+    // the progress bar's line, which has no newline until it is complete.
+    assert.ok(result.stderr.includes("       a note on stderr"), result.stderr);
     assert.ok(
       result.stderr.includes("       warning: no cache yet, so this build starts from scratch"),
       result.stderr,
@@ -103,8 +108,10 @@ Deno.test({
       ].join("\n"),
     });
 
-    const result = await Push.start(`${dir.path}/clone`, sshd.url(repo), {
-      GIT_SSH_COMMAND: sshd.sshCommand,
+    const result = await Push.start({
+      cwd: `${dir.path}/clone`,
+      url: sshd.url(repo),
+      env: { GIT_SSH_COMMAND: sshd.sshCommand },
     }).result();
 
     assert.notEqual(result.code, 0, result.stderr);
@@ -119,9 +126,9 @@ Deno.test({
       [],
       result.stderr,
     );
-    assert.ok(result.remote.includes("       1 of 12 tests failed"), result.stderr);
+    assert.ok(result.stderr.includes("       1 of 12 tests failed"), result.stderr);
     assert.ok(
-      result.remote.includes(
+      result.stderr.includes(
         "\x1b[1G\x1b[31m !     Build failed: bin/compile exited with status 1\x1b[0m",
       ),
       result.stderr,
@@ -157,8 +164,10 @@ Deno.test({
       ].join("\n"),
     });
 
-    const push = Push.start(`${dir.path}/clone`, sshd.url(repo), {
-      GIT_SSH_COMMAND: sshd.sshCommand,
+    const push = Push.start({
+      cwd: `${dir.path}/clone`,
+      url: sshd.url(repo),
+      env: { GIT_SSH_COMMAND: sshd.sshCommand },
     });
     const seen = await push.stderr.waitFor(/^remote: {8}waiting for the go-ahead/);
     assert.notEqual(seen, "", "git push ended before the build's first line arrived");
@@ -203,8 +212,10 @@ Deno.test({
           "",
         ].join("\n"),
       });
-      return Push.start(`${dir.path}/${name}`, sshd.url(repo), {
-        GIT_SSH_COMMAND: sshd.sshCommand,
+      return Push.start({
+        cwd: `${dir.path}/${name}`,
+        url: sshd.url(repo),
+        env: { GIT_SSH_COMMAND: sshd.sshCommand },
       });
     }));
 
@@ -241,11 +252,80 @@ Deno.test("a push over the local file:// transport runs the same hook and build"
   await createHookedRepo(repo, { workRoot: dir.path });
   const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
 
-  const result = await Push.start(`${dir.path}/clone`, `file://${repo}`).result();
+  const result = await Push.start({ cwd: `${dir.path}/clone`, url: `file://${repo}` }).result();
 
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
   assert.equal(await refOf(repo, "refs/heads/main"), sha);
+});
+
+Deno.test("a push of two branches builds each with its own variables, and a deletion builds nothing", async () => {
+  await using dir = await tempDir();
+  const repo = `${dir.path}/web.git`;
+  await createHookedRepo(repo, { workRoot: dir.path });
+  const sha = await createClone(`${dir.path}/clone`, {
+    "bin/compile": [
+      "#!/bin/sh",
+      'echo "app=$APP_NAME ref=$SOURCE_REF sha=$SOURCE_VERSION git_dir=${GIT_DIR:-unset}"',
+      "",
+    ].join("\n"),
+  });
+
+  const both = await Push.start({
+    cwd: `${dir.path}/clone`,
+    url: `file://${repo}`,
+    refspecs: ["HEAD:refs/heads/main", "HEAD:refs/heads/staging"],
+  }).result();
+
+  assert.equal(both.code, 0, both.stderr);
+  assert.deepEqual(
+    both.remote.filter((line) => /^(app=|Starting build|Build complete)/.test(line)),
+    ["refs/heads/main", "refs/heads/staging"].flatMap((ref) => [
+      "Starting build... but first, coffee!",
+      `app=web ref=${ref} sha=${sha} git_dir=unset`,
+      "Build complete.",
+    ]),
+  );
+
+  const deletion = await Push.start({
+    cwd: `${dir.path}/clone`,
+    url: `file://${repo}`,
+    refspecs: [":refs/heads/staging"],
+  }).result();
+
+  assert.equal(deletion.code, 0, deletion.stderr);
+  assert.deepEqual(deletion.remote, [
+    "Skipping refs/heads/staging: it is being deleted, there is nothing to build.",
+  ]);
+  assert.equal(await refOf(repo, "refs/heads/staging"), undefined);
+});
+
+Deno.test("a hook installed with PHONEHOME_BIN calls that program as phonehome", async () => {
+  await using dir = await tempDir();
+  // Stands in for a compiled phonehome-builder, and notes how the hook called it.
+  const bin = `${dir.path}/phonehome-builder`;
+  await Deno.writeTextFile(
+    bin,
+    [
+      "#!/bin/sh",
+      `printf '%s\\n' "$@" > '${dir.path}/arguments'`,
+      `exec '${DENO}' run -A --quiet '--config=${CONFIG}' '${MAIN}' "$@"`,
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  const repo = `${dir.path}/web.git`;
+  await createHookedRepo(repo, { workRoot: dir.path, installEnv: { PHONEHOME_BIN: bin } });
+  const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
+
+  const result = await Push.start({ cwd: `${dir.path}/clone`, url: `file://${repo}` }).result();
+
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
+  const args = (await Deno.readTextFile(`${dir.path}/arguments`)).trim().split("\n");
+  assert.equal(args[0], "build");
+  assert.match(args[1], /^--watch-output=\/proc\/\d+\/fd\/1$/);
+  assert.deepEqual(args.slice(2), ["--", `${EXAMPLE_DIR}/build.sh`]);
 });
 
 Deno.test("remote lines are read from git's stderr without prefix, padding or carriage returns", () => {

@@ -149,8 +149,10 @@ for (
       await createHookedRepo(repo, { workRoot });
       await createClone(`${dir.path}/clone`, { "bin/compile": compile(dir.path) });
 
-      const push = Push.start(`${dir.path}/clone`, sshd.url(repo), {
-        GIT_SSH_COMMAND: sshd.sshCommand,
+      const push = Push.start({
+        cwd: `${dir.path}/clone`,
+        url: sshd.url(repo),
+        env: { GIT_SSH_COMMAND: sshd.sshCommand },
       });
       const seen = await push.stderr.waitFor(/^remote: {8}building (quietly|loudly)/);
       assert.notEqual(seen, "", "git push ended before the build started");

@@ -65,13 +65,15 @@ export interface HookedRepoOptions {
   workRoot: string;
   /** Extra lines for the installed phonehome.env, such as `export PHONEHOME_VERBOSE=1`. */
   settings?: string[];
+  /** Extra environment for install.sh, such as `PHONEHOME_BIN`. */
+  installEnv?: Record<string, string>;
 }
 
 /** Creates a bare repository at `path` and installs the hook with the example's install.sh. */
 export async function createHookedRepo(path: string, options: HookedRepoOptions): Promise<void> {
   await git("/", "init", "-q", "--bare", path);
   await run("sh", [`${EXAMPLE_DIR}/install.sh`, path], {
-    env: gitEnv({ DENO, BUILD_WORK_ROOT: options.workRoot }),
+    env: gitEnv({ DENO, BUILD_WORK_ROOT: options.workRoot, ...options.installEnv }),
   });
   if (options.settings !== undefined) {
     await Deno.writeTextFile(`${path}/hooks/phonehome.env`, options.settings.join("\n") + "\n", {
@@ -124,6 +126,18 @@ export interface PushResult {
   remote: string[];
 }
 
+/** What to push, from where, to where. */
+export interface PushOptions {
+  /** The clone to push from. */
+  cwd: string;
+  /** The repository to push to. */
+  url: string;
+  /** Extra environment, such as `GIT_SSH_COMMAND`. */
+  env?: Record<string, string>;
+  /** Refspecs to push; by default `HEAD:refs/heads/main`. */
+  refspecs?: string[];
+}
+
 /** A running `git push`, its stderr read as it arrives. */
 export class Push {
   #child: Deno.ChildProcess;
@@ -135,12 +149,12 @@ export class Push {
     this.stderr = new LineWatcher(child.stderr);
   }
 
-  /** Starts `git push URL HEAD:refs/heads/main` in the clone at `cwd`. */
-  static start(cwd: string, url: string, env: Record<string, string> = {}): Push {
+  /** Starts `git push URL REFSPEC...` in the clone. */
+  static start(options: PushOptions): Push {
     const child = new Deno.Command("git", {
-      args: ["push", url, "HEAD:refs/heads/main"],
-      cwd,
-      env: gitEnv(env),
+      args: ["push", options.url, ...(options.refspecs ?? ["HEAD:refs/heads/main"])],
+      cwd: options.cwd,
+      env: gitEnv(options.env),
       clearEnv: true,
       stdin: "null",
       stdout: "null",
