@@ -249,6 +249,11 @@ export class FakeApiServer {
     return `https://127.0.0.1:${this.#server.addr.port}`;
   }
 
+  /** The bearer token clients must present. */
+  get token(): string {
+    return this.#options.token;
+  }
+
   /** A kubeconfig for this server, as YAML. */
   kubeconfig(namespace: string): string {
     return [

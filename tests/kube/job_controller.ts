@@ -90,6 +90,15 @@ export class JobController {
     }
   }
 
+  /** Acts as if the Job's activeDeadlineSeconds had just passed, without waiting for it. */
+  exceedDeadline(namespace: string, name: string): void {
+    const job = this.#api.get("jobs", namespace, name);
+    if (job === undefined) throw new Error(`job ${namespace}/${name} does not exist`);
+    const uid = String(job.metadata.uid);
+    clearTimeout(this.#deadlines.get(uid));
+    this.#deadlineExceeded(namespace, name, uid);
+  }
+
   #deadlineExceeded(namespace: string, name: string, uid: string): void {
     const job = this.#api.update("jobs", namespace, name, (stored) => {
       stored.status = {

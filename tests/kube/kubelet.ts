@@ -109,9 +109,9 @@ export class Kubelet {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#unsubscribe();
-    await Promise.all(this.#starting);
     for (const container of this.#running.values()) this.#killGroup(container, "SIGKILL");
-    await Promise.all([...this.#running.values()].map((c) => c.finished));
+    // A pod still starting checks #stopped before it spawns anything.
+    await Promise.all(this.#starting);
   }
 
   /** The process id of a pod's container, while it runs. */

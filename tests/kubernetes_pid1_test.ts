@@ -1,0 +1,138 @@
+/**
+ * In a build pod the container's first process is PID 1. The example build
+ * image (deploy/example-build-image) runs tini as PID 1 with the relay as its
+ * child: tini reaps the build's orphans and passes the kubelet's SIGTERM on to
+ * the relay, which passes it on to the build. These tests run exactly that, in
+ * a new PID namespace, with a real receiver.
+ */
+
+import assert from "node:assert/strict";
+import {
+  childPids,
+  CONFIG,
+  DENO,
+  LineWatcher,
+  MAIN,
+  readText,
+  spawnPhonehome,
+  tempDir,
+  waitForFile,
+} from "./support/processes.ts";
+
+function unavailable(): string | undefined {
+  if (Deno.uid() !== 0) return "a PID namespace needs root";
+  for (const tool of ["/usr/bin/tini", "/usr/bin/unshare"]) {
+    try {
+      Deno.statSync(tool);
+    } catch {
+      return `${tool} is missing`;
+    }
+  }
+  return undefined;
+}
+
+const skip = unavailable();
+
+/** A receiver, and a relay under tini as PID 1 of a new PID namespace, running `script`. */
+async function pod(dir: string, script: string): Promise<{
+  receiver: Deno.ChildProcess;
+  container: Deno.ChildProcess;
+}> {
+  const receiver = spawnPhonehome([
+    "receive",
+    "--listen=127.0.0.1:0",
+    "--idle-interval=0",
+    `--url-file=${dir}/url`,
+    `--token-file=${dir}/token`,
+  ]);
+  const url = (await waitForFile(`${dir}/url`)).trim();
+  const token = (await waitForFile(`${dir}/token`)).trim();
+  const container = new Deno.Command("unshare", {
+    args: [
+      "--pid",
+      "--fork",
+      "--mount-proc",
+      "tini",
+      "--",
+      DENO,
+      "run",
+      "-A",
+      "--quiet",
+      `--config=${CONFIG}`,
+      MAIN,
+      "relay",
+      "--",
+      "sh",
+      "-c",
+      script,
+    ],
+    env: { PHONEHOME_URL: url, PHONEHOME_TOKEN: token },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return { receiver, container };
+}
+
+Deno.test({
+  name: skip === undefined
+    ? "under tini as PID 1 the build's orphaned processes are reaped"
+    : `under tini as PID 1 the build's orphaned processes are reaped (skipped: ${skip})`,
+  ignore: skip !== undefined,
+  fn: async () => {
+    await using dir = await tempDir();
+    const { receiver, container } = await pod(
+      dir.path,
+      [
+        // The inner shell exits at once, so its background child is orphaned.
+        "orphan=$(sh -c 'sleep 0.2 >/dev/null 2>&1 & echo $!')",
+        "echo \"orphan's parent is pid $(cut -d' ' -f4 /proc/$orphan/stat)\"",
+        "i=0",
+        "while [ -e /proc/$orphan ] && [ $i -lt 400 ]; do i=$((i+1)); sleep 0.05; done",
+        "if [ -e /proc/$orphan ]; then echo \"left as $(cut -d' ' -f3 /proc/$orphan/stat)\"; " +
+        "else echo reaped; fi",
+      ].join("\n"),
+    );
+    const [stdout, stderr, status, containerStatus] = await Promise.all([
+      readText(receiver.stdout),
+      readText(receiver.stderr),
+      receiver.status,
+      container.status,
+      readText(container.stdout),
+      readText(container.stderr),
+    ]);
+    assert.equal(status.code, 0, stderr);
+    assert.equal(containerStatus.code, 0);
+    assert.equal(stdout, "orphan's parent is pid 1\nreaped\n");
+  },
+});
+
+Deno.test({
+  name: skip === undefined
+    ? "under tini as PID 1 a SIGTERM to the container reaches the build through the relay"
+    : `under tini as PID 1 a SIGTERM to the container reaches the build through the relay (skipped: ${skip})`,
+  ignore: skip !== undefined,
+  fn: async () => {
+    await using dir = await tempDir();
+    const { receiver, container } = await pod(
+      dir.path,
+      "trap 'echo got TERM; exit 143' TERM; echo ready; sleep 30 & wait",
+    );
+    const stdout = new LineWatcher(receiver.stdout);
+    await stdout.waitFor(/^ready$/);
+    // What the kubelet signals is the container's PID 1: tini, unshare's only child.
+    const [tini] = childPids(container.pid);
+    assert.ok(tini !== undefined, "tini runs");
+    Deno.kill(tini, "SIGTERM");
+    const [stderr, status, containerStatus] = await Promise.all([
+      readText(receiver.stderr),
+      receiver.status,
+      container.status,
+      readText(container.stdout),
+      readText(container.stderr),
+    ]);
+    assert.equal(status.code, 143, stderr);
+    assert.equal(containerStatus.code, 143);
+    assert.equal(await stdout.done, "ready\ngot TERM\n");
+  },
+});
