@@ -71,15 +71,18 @@ export class BenchContext {
   }
 
   /**
-   * Checks that a run delivered exactly `expected` and that every process
-   * succeeded; records a failure otherwise. Returns whether it was whole.
+   * Checks that a run delivered exactly `expected` (its size, and its sha256
+   * when the reader hashed) and that every process succeeded; records a
+   * failure otherwise. Returns whether it was whole. phonehome's own exit
+   * status 0 also means its receiver verified byte counts and SHA-256 of what
+   * it wrote against the relay's.
    */
   verify(run: RouteRun, expected: CorpusDigest, what: string): boolean {
     const problems: string[] = [];
     if (!run.ok) problems.push(`a process failed (${JSON.stringify(run.exitCodes)})`);
     if (run.read.bytes !== expected.bytes) {
       problems.push(`${expected.bytes - run.read.bytes} of ${expected.bytes} bytes lost`);
-    } else if (run.read.sha256 !== expected.sha256) {
+    } else if (run.read.sha256 !== "" && run.read.sha256 !== expected.sha256) {
       problems.push("the bytes differ (sha256 mismatch)");
     }
     if (problems.length === 0) return true;

@@ -151,10 +151,13 @@ function line(random: Random): string {
   const roll = random.below(1000);
   if (roll < 180) return `  CC      ${sourcePath(random)}.o\n`;
   if (roll < 300) {
-    const defines = Array.from({ length: 1 + random.below(6) }, () => ` -DHAVE_${random.below(99)}`);
-    return `gcc -O2 -g -Wall -Wextra -fPIC -I./include -I/usr/local/include${
-      defines.join("")
-    } -c ${sourcePath(random)}.c -o build/${sourcePath(random)}.o\n`;
+    const defines = Array.from(
+      { length: 1 + random.below(6) },
+      () => ` -DHAVE_${random.below(99)}`,
+    );
+    return `gcc -O2 -g -Wall -Wextra -fPIC -I./include -I/usr/local/include${defines.join("")} -c ${
+      sourcePath(random)
+    }.c -o build/${sourcePath(random)}.o\n`;
   }
   if (roll < 360) {
     const [text, flag] = random.pick(WARNINGS);
@@ -187,7 +190,9 @@ function line(random: Random): string {
   if (roll < 950) {
     return `ok  \t${random.pick(PACKAGES)}/${random.pick(WORDS)}\t${random.next().toFixed(3)}s\n`;
   }
-  if (roll < 975) return `\u2714 ${random.pick(WORDS)} built in ${random.below(900)} ms \u2192 dist/\n`;
+  if (roll < 975) {
+    return `\u2714 ${random.pick(WORDS)} built in ${random.below(900)} ms \u2192 dist/\n`;
+  }
   if (roll < 990) {
     return `${BOLD_RED}error${RESET}: could not resolve ${random.pick(PACKAGES)}; retrying\n`;
   }

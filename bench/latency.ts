@@ -95,7 +95,12 @@ export async function latencyCase(context: BenchContext): Promise<void> {
   for (
     const [name, intervalMs, lines, target] of [
       [`a line every ${fastTickIntervalMs} ms`, fastTickIntervalMs, fastTicks, FAST_TARGET_P99_MS],
-      [`a lone line every ${slowTickIntervalMs} ms`, slowTickIntervalMs, slowTicks, LONE_TARGET_P99_MS],
+      [
+        `a lone line every ${slowTickIntervalMs} ms`,
+        slowTickIntervalMs,
+        slowTicks,
+        LONE_TARGET_P99_MS,
+      ],
     ] as const
   ) {
     const series = await measure(context, { intervalMs, lines });

@@ -81,9 +81,7 @@ export function textTable(rows: readonly Row[]): string {
     c[1] = `${c[1]} [${i + 1}]`;
     return c;
   });
-  const widths = COLUMNS.map((title, i) =>
-    Math.max(title.length, ...body.map((c) => c[i].length))
-  );
+  const widths = COLUMNS.map((title, i) => Math.max(title.length, ...body.map((c) => c[i].length)));
   const line = (c: readonly string[]): string =>
     c.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
   return [

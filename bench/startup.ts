@@ -15,7 +15,11 @@ import { fixed, median } from "./stats.ts";
 const FIRST_BYTE = fileURLToPath(new URL("./first_byte.ts", import.meta.url));
 
 /** Milliseconds from spawning `args` to the first byte on its stdout. */
-async function timeToFirstByte(context: BenchContext, args: string[], what: string): Promise<number> {
+async function timeToFirstByte(
+  context: BenchContext,
+  args: string[],
+  what: string,
+): Promise<number> {
   const startedAt = performance.now();
   const child = new Deno.Command(DENO, {
     args,

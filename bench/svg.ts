@@ -97,9 +97,9 @@ export function latencyChart(options: {
       anchor: "middle",
       size: 11,
     }),
-    `<line x1="${x(options.pollTickMs)}" y1="${top}" x2="${
-      x(options.pollTickMs)
-    }" y2="${top + plotHeight}" stroke="${COLOURS.target}" stroke-width="1.5"/>`,
+    `<line x1="${x(options.pollTickMs)}" y1="${top}" x2="${x(options.pollTickMs)}" y2="${
+      top + plotHeight
+    }" stroke="${COLOURS.target}" stroke-width="1.5"/>`,
     label(x(options.pollTickMs) - 4, top + 16, "old design: 100 ms poll tick", {
       anchor: "end",
       size: 11,
@@ -130,9 +130,14 @@ export function latencyChart(options: {
     );
   }
   body.push(
-    label(left + plotWidth / 2, top + plotHeight + 34, "time from the build's write to the reader", {
-      anchor: "middle",
-    }),
+    label(
+      left + plotWidth / 2,
+      top + plotHeight + 34,
+      "time from the build's write to the reader",
+      {
+        anchor: "middle",
+      },
+    ),
   );
   // The distributions.
   options.lines.forEach((line, index) => {
@@ -154,9 +159,7 @@ export function latencyChart(options: {
     const legendY = height - 46 + Math.floor(index / 2) * 18;
     body.push(
       `<line x1="${legendX}" y1="${legendY - 4}" x2="${legendX + 24}" y2="${legendY - 4}" ` +
-        `stroke="${line.colour}" stroke-width="2"${
-          line.dashed ? ' stroke-dasharray="6 4"' : ""
-        }/>`,
+        `stroke="${line.colour}" stroke-width="2"${line.dashed ? ' stroke-dasharray="6 4"' : ""}/>`,
       label(legendX + 30, legendY, line.name, { size: 11 }),
     );
   });
@@ -230,9 +233,9 @@ export function barChart(options: {
     for (const mark of options.marks ?? []) {
       const mx = left + (mark.value / globalMax) * plotWidth;
       body.push(
-        `<line x1="${mx.toFixed(1)}" y1="${top}" x2="${mx.toFixed(1)}" y2="${cursor}" stroke="${
-          mark.colour
-        }" stroke-width="1.5" stroke-dasharray="4 3"/>`,
+        `<line x1="${mx.toFixed(1)}" y1="${top}" x2="${
+          mx.toFixed(1)
+        }" y2="${cursor}" stroke="${mark.colour}" stroke-width="1.5" stroke-dasharray="4 3"/>`,
         label(mx, cursor + 16, mark.text, { anchor: "middle", size: 11, colour: mark.colour }),
       );
     }

@@ -96,10 +96,12 @@ export class StreamPump {
     if (this.#fill === MAX_FRAME_PAYLOAD_BYTES) {
       this.#flush();
     } else if (this.#timer === undefined) {
-      if (performance.now() - this.#lastFlushAt >= this.#options.coalesceDelayMs) {
+      const drained = chunk.byteLength < READ_BYTES;
+      if (drained && performance.now() - this.#lastFlushAt >= this.#options.coalesceDelayMs) {
         // Output after a quiet spell leaves at once: Deno's timers fire 2 ms or more after
         // a 1 ms request, which a lone line would pay. Frames still go out at most once per
-        // delay this way, so a stream of tiny writes keeps being coalesced by the timer.
+        // delay this way, so a stream of tiny writes keeps being coalesced by the timer; and
+        // a full read means more is waiting in the pipe, so it is coalesced too.
         this.#flush();
       } else {
         this.#timer = setTimeout(() => this.#flush(), this.#options.coalesceDelayMs);

@@ -1,0 +1,70 @@
+/**
+ * Keeps the benchmark working: runs `bench/run.ts --quick` (tiny sizes, every
+ * case, the real processes) into a scratch directory and checks that it
+ * completes, that its outputs parse, and that no byte was lost. No timing is
+ * asserted: figures from tiny sizes on a shared machine mean nothing.
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { DENO, tempDir } from "./support/processes.ts";
+
+const BENCH = fileURLToPath(new URL("../bench/run.ts", import.meta.url));
+const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
+
+/** The shape of results.json that the smoke test relies on. */
+interface Results {
+  rows: Array<{ case: string; figure: string; phonehome: string; met: boolean | null }>;
+  failures: string[];
+  cases: {
+    scale: { many: { lostBytes: number; wholeBuilds: number; builds: number } };
+    latency: { cases: Array<{ series: Array<{ samplesMs: number[] }>; lines: number }> };
+  };
+}
+
+const socatMissing = new Deno.Command("sh", { args: ["-c", "command -v socat"] }).outputSync()
+  .code !== 0;
+
+Deno.test({
+  name: socatMissing
+    ? "the quick benchmark runs (skipped: socat, the baseline, is not installed)"
+    : "the quick benchmark runs every case, writes parseable results, and loses no byte",
+  ignore: socatMissing,
+  fn: async () => {
+    await using dir = await tempDir();
+    const output = await new Deno.Command(DENO, {
+      args: ["run", "-A", "--quiet", `--config=${CONFIG}`, BENCH, "--quick", `--out=${dir.path}`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, `bench failed:\n${stdout}\n${stderr}`);
+    assert.match(stdout, /No byte was lost and every process exited 0\./);
+    for (const name of ["1. Bulk", "2. Small", "3. Latency", "4. Memory", "5. Scale", "6. Start"]) {
+      assert.ok(stdout.includes(name), `the table has a row for ${name}`);
+    }
+
+    const results = JSON.parse(await Deno.readTextFile(`${dir.path}/results.json`)) as Results;
+    assert.deepEqual(results.failures, []);
+    assert.ok(results.rows.length >= 10, "every case added its rows");
+    const scale = results.cases.scale.many;
+    assert.equal(scale.lostBytes, 0);
+    assert.equal(scale.wholeBuilds, scale.builds);
+    for (const latencyCase of results.cases.latency.cases) {
+      for (const series of latencyCase.series) {
+        assert.equal(series.samplesMs.length, latencyCase.lines, "every timed line arrived");
+      }
+    }
+
+    const markdown = await Deno.readTextFile(`${dir.path}/results.md`);
+    assert.match(markdown, /^\| Case \| Figure \| phonehome \|/m);
+    for (const chart of ["latency.svg", "throughput.svg", "memory.svg"]) {
+      const svg = await Deno.readTextFile(`${dir.path}/${chart}`);
+      assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/, chart);
+      assert.match(svg, /<\/svg>\n$/, chart);
+      assert.ok(!/NaN|undefined/.test(svg), `${chart} has no NaN or undefined`);
+    }
+  },
+});
