@@ -7,7 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import type { BenchContext, Row } from "./context.ts";
+import type { BenchContext } from "./context.ts";
 import type { CorpusDigest } from "./corpus.ts";
 import { peakRssBytes } from "./memory.ts";
 import { DENO, type Route, type RouteRun, runRoute } from "./routes.ts";
