@@ -506,6 +506,48 @@ Deno.test("a missing RBAC verb is reported in one sentence with status 77, and t
   assert.deepEqual(k8s.leftovers(), { pods: [], secrets: [], jobs: [] });
 });
 
+Deno.test("the example build image's slugbuilder-style script runs under the relay", async () => {
+  await using k8s = await cluster();
+  const script = new URL("../deploy/example-build-image/build.sh", import.meta.url).pathname;
+  const app = `${k8s.dir}/app`;
+  const buildpack = `${k8s.dir}/buildpacks/shell`;
+  await Deno.mkdir(app, { recursive: true });
+  await Deno.mkdir(`${buildpack}/bin`, { recursive: true });
+  await Deno.writeTextFile(`${app}/run.sh`, "echo hi\n");
+  await Deno.writeTextFile(
+    `${buildpack}/bin/detect`,
+    '#!/bin/sh\n[ -f "$1/run.sh" ] && echo Shell\n',
+    {
+      mode: 0o755,
+    },
+  );
+  await Deno.writeTextFile(
+    `${buildpack}/bin/compile`,
+    "#!/bin/sh\nprintf '\\033[1G       nothing to compile in %s\\n' \"$1\"\necho 'no Procfile' >&2\n",
+    { mode: 0o755 },
+  );
+  const result = await finish(k8s.build(
+    [
+      `--image=${RELAY_IMAGE}`,
+      `--env=APP_DIR=${app}`,
+      `--env=BUILDPACKS_DIR=${k8s.dir}/buildpacks`,
+      `--env=CACHE_DIR=${k8s.dir}/cache`,
+      `--env=SLUG_PATH=${k8s.dir}/slug.tgz`,
+    ],
+    ["sh", script],
+  ));
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(
+    result.stdout,
+    new RegExp(
+      "^\x1b\\[1G-----> Shell app detected\n\x1b\\[1G       nothing to compile in .*\n" +
+        "\x1b\\[1G-----> Compressing the slug\n\x1b\\[1G-----> Compiled slug size is \\d+ KiB\n$",
+    ),
+  );
+  assert.match(result.stderr, /no Procfile\n/);
+  await Deno.stat(`${k8s.dir}/slug.tgz`);
+});
+
 const inClusterSkip = Deno.uid() === 0 ? undefined : "a private mount namespace needs root";
 
 Deno.test({
