@@ -550,8 +550,11 @@ export class Receiver {
     this.#outputGone = exitCode === ExitCode.outputClosed;
     const closed: Promise<unknown>[] = [];
     for (const connection of [...this.#pending, ...(this.#current ? [this.#current] : [])]) {
-      if (connection.socket.readyState <= WebSocket.OPEN) {
+      // A connection already closing (say, because the output closed) is waited for too.
+      if (connection.socket.readyState <= WebSocket.CLOSING) {
         closed.push(new Promise((resolve) => connection.socket.addEventListener("close", resolve)));
+      }
+      if (connection.socket.readyState <= WebSocket.OPEN) {
         connection.socket.close(CloseCode.receiverGone, "The receiver is shutting down.");
       }
       clearTimeout(connection.helloTimer);

@@ -14,6 +14,9 @@ const SSHD_CANDIDATES = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"];
 /** How many loopback ports to try when another process takes the one picked. */
 const PORT_ATTEMPTS = 5;
 
+/** How long sshd may take to say it listens before it is given up on. */
+const START_TIMEOUT_MS = 15_000;
+
 function findSshd(): string | undefined {
   return SSHD_CANDIDATES.find((path) => {
     try {
@@ -119,7 +122,16 @@ export async function startSshd(dir: string): Promise<SshServer> {
       stderr: "piped",
     }).spawn();
     const log = new LineWatcher(child.stderr);
+    // Killing a silent sshd ends its stderr, which ends the wait below.
+    const deadline = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited meanwhile.
+      }
+    }, START_TIMEOUT_MS);
     const ready = await log.waitFor(/^Server listening on |Bind to port|Cannot bind|fatal/);
+    clearTimeout(deadline);
     if (!ready.startsWith("Server listening on ")) {
       try {
         child.kill("SIGTERM");
