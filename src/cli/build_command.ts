@@ -109,11 +109,11 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
   const relayBin = flags.string("relay-bin");
   // Loaded only when used: the Kubernetes client takes a while to load.
   const kubernetes = backend === "kubernetes"
-    ? await (await import("../launchers/kubernetes/launcher.ts")).prepareKubernetesBuild(
+    ? await (await import("../launchers/kubernetes/launcher.ts")).prepareKubernetesBuild({
       flags,
-      options,
+      receiverOptions: options,
       relayArgs,
-    )
+    })
     : undefined;
   if (kubernetes !== undefined) options = kubernetes.receiverOptions;
   const receiver = startReceiver(options);

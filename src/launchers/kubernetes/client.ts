@@ -164,12 +164,6 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
-/** The HTTP status and reason of a failed request, when the API answered at all. */
-export function apiErrorStatus(error: unknown): number | undefined {
-  if (error instanceof KubernetesApiError) return error.status;
-  return undefined;
-}
-
 function readSummary(metadata: k8s.V1ObjectMeta | undefined): ObjectSummary {
   const created = metadata?.creationTimestamp as unknown;
   const createdMs = created instanceof Date

@@ -75,9 +75,11 @@ export function relayArgsAsEnv(relayArgs: readonly string[]): Record<string, str
  * for the pod, such as `--window=N`.
  */
 export async function prepareKubernetesBuild(
-  flags: ParsedFlags,
-  receiverOptions: ReceiverOptions,
-  relayArgs: readonly string[],
+  { flags, receiverOptions, relayArgs }: {
+    flags: ParsedFlags;
+    receiverOptions: ReceiverOptions;
+    relayArgs: readonly string[];
+  },
 ): Promise<KubernetesBuild> {
   const settings = kubernetesSettings(flags);
   const relayEnv = relayArgsAsEnv(relayArgs);
@@ -124,49 +126,21 @@ export class KubernetesBuild {
     };
   }
 
-  /** The Pod's or Job's name. */
-  get name(): string {
-    return this.#plan.name;
-  }
-
   /** Creates the Secret and the Pod or Job, follows the build, cleans up; resolves with the status. */
   async run(input: KubernetesRunInput): Promise<number> {
     const { receiver } = input;
     const plan = this.#plan;
     const wiring = { url: receiver.url, relayEnv: this.#relayEnv, command: input.command };
     const workload = plan.kind === "job"
-      ? buildJob(plan, this.#settings, wiring)
-      : buildPod(plan, this.#settings, wiring);
+      ? buildJob(plan, { settings: this.#settings, wiring })
+      : buildPod(plan, { settings: this.#settings, wiring });
     const podSpec = plan.kind === "job"
       ? (workload as k8s.V1Job).spec?.template.spec
       : (workload as k8s.V1Pod).spec;
     const image = podSpec?.containers.find((c) => c.name === plan.containerName)?.image ?? "";
     let created = { secret: false, workload: false };
-    await receiver.message("Starting build... but first, coffee!");
-    try {
-      await this.#client.createSecret(buildSecret(plan, input.token));
-      created = { ...created, secret: true };
-      if (plan.kind === "job") await this.#client.createJob(workload as k8s.V1Job);
-      else await this.#client.createPod(workload as k8s.V1Pod);
-      created = { ...created, workload: true };
-    } catch (error) {
-      if (!(error instanceof KubernetesApiError)) throw error;
-      receiver.abort(error.exitCode, error.message);
-      const outcome = await receiver.outcome;
-      await this.#cleanUp(receiver, created);
-      return outcome.exitCode;
-    }
-    const supervisor = new BuildSupervisor({
-      client: this.#client,
-      plan,
-      receiver,
-      url: receiver.url,
-      image,
-      startTimeoutMs: this.#startTimeoutMs,
-      watchTimeoutMs: this.#settings.watchTimeoutMs,
-      tickMs: this.#settings.tickMs,
-    });
-    supervisor.start();
+    let supervisor: BuildSupervisor | undefined;
+    // Listening from the start: a signal while the pod is being created must not be lost.
     const onSignal: EventListener = (event) => {
       const signal = (event as CustomEvent<Deno.Signal>).detail;
       if (!receiver.connected) {
@@ -178,12 +152,39 @@ export class KubernetesBuild {
       }
       // Deleting the pod makes the kubelet send SIGTERM to the relay, which passes it on to
       // the build and still reports how the build ended.
-      supervisor.deletingOurselves();
+      supervisor?.deletingOurselves();
       this.#deleteWorkload().catch((error: Error) => {
         receiver.abort(signalExitCode(signal), `${error.message} Stopped by ${signal}.`);
       });
     };
     input.signals?.addEventListener("signal", onSignal);
+    await receiver.message("Starting build... but first, coffee!");
+    try {
+      await this.#client.createSecret(buildSecret(plan, input.token));
+      created = { ...created, secret: true };
+      if (plan.kind === "job") await this.#client.createJob(workload as k8s.V1Job);
+      else await this.#client.createPod(workload as k8s.V1Pod);
+      created = { ...created, workload: true };
+    } catch (error) {
+      input.signals?.removeEventListener("signal", onSignal);
+      if (!(error instanceof KubernetesApiError)) throw error;
+      receiver.abort(error.exitCode, error.message);
+      const outcome = await receiver.outcome;
+      await this.#cleanUp(receiver, created);
+      return outcome.exitCode;
+    }
+    supervisor = new BuildSupervisor({
+      client: this.#client,
+      plan,
+      receiver,
+      url: receiver.url,
+      image,
+      startTimeoutMs: this.#startTimeoutMs,
+      watchTimeoutMs: this.#settings.watchTimeoutMs,
+      tickMs: this.#settings.tickMs,
+    });
+    // A signal may already have ended the receiver; then there is nothing to watch.
+    if (!receiver.done) supervisor.start();
     const outcome = await receiver.outcome;
     input.signals?.removeEventListener("signal", onSignal);
     await supervisor.stop();

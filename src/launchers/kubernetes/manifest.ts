@@ -57,6 +57,12 @@ export interface RelayWiring {
   command: readonly string[];
 }
 
+/** What shapes a build's Pod or Job besides its plan. */
+export interface WorkloadInputs {
+  settings: KubernetesSettings;
+  wiring: RelayWiring;
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -203,11 +209,7 @@ function literalArg(arg: string): string {
   return arg.replaceAll("$", "$$$$");
 }
 
-function injectedEnv(
-  plan: WorkloadPlan,
-  settings: KubernetesSettings,
-  wiring: RelayWiring,
-): k8s.V1EnvVar[] {
+function injectedEnv(plan: WorkloadPlan, { settings, wiring }: WorkloadInputs): k8s.V1EnvVar[] {
   return [
     ...settings.env.map(([name, value]) => ({ name, value })),
     { name: RELAY_ENV.url, value: wiring.url },
@@ -223,11 +225,8 @@ function deadlineSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
-function finishPodSpec(
-  plan: WorkloadPlan,
-  settings: KubernetesSettings,
-  wiring: RelayWiring,
-): k8s.V1PodSpec {
+function finishPodSpec(plan: WorkloadPlan, inputs: WorkloadInputs): k8s.V1PodSpec {
+  const { settings, wiring } = inputs;
   const spec = structuredClone(plan.podSpec);
   // A restarted container would start a second relay on a stream that has an owner.
   spec.restartPolicy = "Never";
@@ -237,7 +236,7 @@ function finishPodSpec(
   }
   spec.containers = spec.containers.map((container) => {
     if (container.name !== plan.containerName) return container;
-    const env = injectedEnv(plan, settings, wiring);
+    const env = injectedEnv(plan, inputs);
     const names = new Set(env.map((variable) => variable.name));
     const updated: k8s.V1Container = {
       ...container,
@@ -259,12 +258,9 @@ function finishPodSpec(
 }
 
 /** The Pod that runs the build. */
-export function buildPod(
-  plan: WorkloadPlan,
-  settings: KubernetesSettings,
-  wiring: RelayWiring,
-): k8s.V1Pod {
-  const spec = finishPodSpec(plan, settings, wiring);
+export function buildPod(plan: WorkloadPlan, inputs: WorkloadInputs): k8s.V1Pod {
+  const { settings } = inputs;
+  const spec = finishPodSpec(plan, inputs);
   if (settings.buildDeadlineMs !== undefined) {
     spec.activeDeadlineSeconds = deadlineSeconds(settings.buildDeadlineMs);
   }
@@ -282,11 +278,8 @@ export function buildPod(
 }
 
 /** The Job that runs the build: one pod, never retried, removed by Kubernetes after its TTL. */
-export function buildJob(
-  plan: WorkloadPlan,
-  settings: KubernetesSettings,
-  wiring: RelayWiring,
-): k8s.V1Job {
+export function buildJob(plan: WorkloadPlan, inputs: WorkloadInputs): k8s.V1Job {
+  const { settings } = inputs;
   const jobSpec: k8s.V1JobSpec = {
     ...plan.jobSpec,
     // A retry would start a second relay on a stream that already has an owner.
@@ -299,7 +292,7 @@ export function buildJob(
         generateName: undefined,
         labels: { ...plan.podMetadata.labels, ...plan.labels },
       },
-      spec: finishPodSpec(plan, settings, wiring),
+      spec: finishPodSpec(plan, inputs),
     },
   };
   if (settings.buildDeadlineMs !== undefined) {
