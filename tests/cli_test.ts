@@ -4,9 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { buildSpec } from "../src/cli/build_command.ts";
-import { receiveSpec } from "../src/cli/receive_command.ts";
-import { relaySpec } from "../src/cli/relay_command.ts";
+import { BUILDER_COMMANDS, POD_COMMANDS } from "../src/cli/commands.ts";
 import { CONFIG, DENO, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
 
 async function run(
@@ -22,7 +20,9 @@ async function run(
   return { code: status.code, stdout, stderr };
 }
 
-for (const spec of [relaySpec, receiveSpec, buildSpec]) {
+const ALL_SPECS = [...BUILDER_COMMANDS, ...POD_COMMANDS].map((command) => command.spec);
+
+for (const spec of ALL_SPECS) {
   Deno.test(`'${spec.name} --help' explains every flag and environment variable`, async () => {
     const result = await run([spec.name, "--help"]);
     assert.equal(result.code, 0);
@@ -40,7 +40,7 @@ for (const spec of [relaySpec, receiveSpec, buildSpec]) {
 Deno.test("the overview lists every command", async () => {
   const result = await run(["--help"]);
   assert.equal(result.code, 0);
-  for (const name of ["build", "receive", "relay"]) {
+  for (const { name } of ALL_SPECS) {
     assert.match(result.stdout, new RegExp(`^  ${name} `, "m"));
   }
 });
@@ -50,7 +50,9 @@ const usageErrors: Array<[string, string[], Record<string, string>, RegExp]> = [
     "an unknown command",
     ["frobnicate"],
     {},
-    /Unknown command "frobnicate"; choose one of: build, receive, relay\./,
+    new RegExp(
+      `Unknown command "frobnicate"; choose one of: ${ALL_SPECS.map((s) => s.name).join(", ")}\\.`,
+    ),
   ],
   [
     "an unknown flag",
