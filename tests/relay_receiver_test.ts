@@ -319,3 +319,20 @@ Deno.test("a second relay is refused while the first one streams, and the first 
     /Closed the connection from 127\.0\.0\.1:\d+: Another relay/,
   );
 });
+
+Deno.test("a relay told to stop while the receiver is unreachable stops retrying within its kill grace", async () => {
+  const url = `ws://127.0.0.1:${freePort()}${STREAM_PATH}`;
+  const relay = startRelay(url, ["sh", "-c", "echo running; exec sleep 600"], [
+    "--connect-timeout=600000",
+    "--kill-grace=300",
+  ]);
+  const stderr = new LineWatcher(relay.stderr);
+  const stdout = new LineWatcher(relay.stdout);
+  await stdout.waitFor(/^running$/);
+  await stderr.waitFor(/Cannot reach the receiver yet/);
+  relay.kill("SIGTERM");
+  const status = await relay.status;
+  await stdout.done;
+  assert.equal(status.code, 143);
+  assert.match(await stderr.done, /told to stop before the receiver could be reached/);
+});

@@ -102,6 +102,7 @@ export class PhoneLine {
   #reconnects = 0;
   #welcomed = false;
   #closeTimer: Timer | undefined;
+  #latestDeadlineMs = Infinity;
   /** Settles when a verdict arrived or the line gave up; see {@linkcode verdict} and {@linkcode failure}. */
   readonly settled: Promise<void>;
 
@@ -130,6 +131,14 @@ export class PhoneLine {
   /** Why the line gave up, if it did. */
   get failure(): string | undefined {
     return this.#failure;
+  }
+
+  /**
+   * Stops retrying within `ms`, whatever the grace periods say: the relay is
+   * being stopped (the pod is being deleted) and has little time left.
+   */
+  hurry(ms: number): void {
+    this.#latestDeadlineMs = Math.min(this.#latestDeadlineMs, performance.now() + ms);
   }
 
   /** Starts connecting in the background. */
@@ -175,9 +184,12 @@ export class PhoneLine {
         );
       }
       const now = performance.now();
+      deadline = Math.min(deadline, this.#latestDeadlineMs);
       if (now >= deadline) {
         this.#giveUp(
-          everConnected
+          now >= this.#latestDeadlineMs
+            ? `The relay was told to stop before the receiver could be reached (last: ${lastReason})`
+            : everConnected
             ? `The receiver did not come back within ${
               formatDuration(this.#options.reconnectGraceMs)
             } (last: ${lastReason})`

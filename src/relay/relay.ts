@@ -105,6 +105,8 @@ export async function runRelay(options: RelayOptions): Promise<number> {
   const forward = FORWARDED_SIGNALS.map((signal) => {
     const handler = (): void => {
       build.signalGroup(signal);
+      // Whoever stops the relay will not wait minutes for a receiver that went away.
+      line.hurry(options.killGraceMs);
       killTimer ??= setTimeout(() => {
         log(
           `The build did not stop within ${
