@@ -136,6 +136,7 @@ export async function runRelay(options: RelayOptions): Promise<number> {
       coalesceDelayMs: options.coalesceDelayMs,
     }),
   ];
+  pumps[0].pairWith(pumps[1]);
   const pumped = Promise.all(pumps.map((pump) => pump.done));
 
   let status: ExitStatus;

@@ -46,6 +46,7 @@ export class StreamPump {
   #flushed = 0;
   #lastFlushAt = Number.NEGATIVE_INFINITY;
   #timer: Timer | undefined;
+  #peer: StreamPump | undefined;
   /** Settles when the pipe has ended (or was cancelled) and every byte is in the outbox. */
   readonly done: Promise<void>;
 
@@ -60,6 +61,16 @@ export class StreamPump {
   /** What FINISHED reports for this stream; valid once {@linkcode done} settled. */
   summary(): StreamSummary {
     return { bytes: this.#bytes, sha256: this.#hash.copy().digest("hex") };
+  }
+
+  /**
+   * Pairs this pump with the other stream's. Before either takes new bytes, the
+   * other's coalesced bytes are sent, so frames leave in the order the pipes
+   * were read and a stderr line does not overtake the stdout written before it.
+   */
+  pairWith(peer: StreamPump): void {
+    this.#peer = peer;
+    peer.#peer = this;
   }
 
   /** Stops reading: the pipe is held open by a process that outlived the build. */
@@ -87,6 +98,7 @@ export class StreamPump {
   }
 
   async #take(chunk: Uint8Array): Promise<void> {
+    if (this.#peer !== undefined) this.#peer.#flush();
     this.#hash.update(chunk);
     this.#bytes += chunk.byteLength;
     const tee = this.#options.tee?.write(chunk);
