@@ -22,6 +22,22 @@ export function peakRssBytes(pid: number): number | undefined {
   return match === null ? undefined : Number(match[1]) * 1024;
 }
 
+/**
+ * Private (anonymous) resident memory of a process in bytes (RssAnon): RSS
+ * without the pages of the deno executable, which every Deno process on the
+ * machine shares. Undefined once it has exited.
+ */
+export function anonymousRssBytes(pid: number): number | undefined {
+  let status: string;
+  try {
+    status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  } catch {
+    return undefined;
+  }
+  const match = /^RssAnon:\s+(\d+) kB$/m.exec(status);
+  return match === null ? undefined : Number(match[1]) * 1024;
+}
+
 /** Process ids of the direct children of `pid`. */
 export function childPids(pid: number): number[] {
   try {
@@ -49,6 +65,7 @@ export class PeakRssSampler {
   #finders = new Map<string, PidFinder>();
   #pids = new Map<string, number>();
   #peaks = new Map<string, number>();
+  #anonymousPeaks = new Map<string, number>();
   #timer: ReturnType<typeof setInterval>;
 
   /** Starts sampling at once, every `intervalMs`. */
@@ -72,6 +89,14 @@ export class PeakRssSampler {
       }
       const peak = peakRssBytes(pid);
       if (peak !== undefined) this.#peaks.set(label, Math.max(peak, this.#peaks.get(label) ?? 0));
+      // The kernel keeps no high-water mark of this one: the largest sample stands for it.
+      const anonymous = anonymousRssBytes(pid);
+      if (anonymous !== undefined) {
+        this.#anonymousPeaks.set(
+          label,
+          Math.max(anonymous, this.#anonymousPeaks.get(label) ?? 0),
+        );
+      }
     }
   }
 
@@ -81,6 +106,14 @@ export class PeakRssSampler {
     return Object.fromEntries([...this.#finders.keys()].map((label) => [
       label,
       this.#peaks.get(label) ?? 0,
+    ]));
+  }
+
+  /** Each label's largest sampled private (anonymous) RSS in bytes (0 when never seen). */
+  anonymousPeaks(): Record<string, number> {
+    return Object.fromEntries([...this.#finders.keys()].map((label) => [
+      label,
+      this.#anonymousPeaks.get(label) ?? 0,
     ]));
   }
 }

@@ -193,10 +193,18 @@ function throughputSvg(context: BenchContext): string | undefined {
   });
 }
 
+interface MemoryRunData {
+  label: string;
+  relay: number;
+  receiver: number;
+  relayAnonymous: number;
+  receiverAnonymous: number;
+}
+
 interface MemoryData {
   idleDenoBytes: number;
-  fullSpeed: Array<{ label: string; relay: number; receiver: number }>;
-  throttled: Array<{ label: string; relay: number; receiver: number }>;
+  fullSpeed: MemoryRunData[];
+  throttled: MemoryRunData[];
 }
 
 function memorySvg(context: BenchContext): string | undefined {
@@ -206,15 +214,25 @@ function memorySvg(context: BenchContext): string | undefined {
   const groups: BarGroup[] = [
     ...memory.fullSpeed.map((run) => ({ title: `full speed, ${run.label}`, run })),
     ...memory.throttled.map((run) => ({ title: `throttled reader, ${run.label}`, run })),
-  ].map(({ title, run }) =>
-    pair(
-      title,
-      { name: "relay", value: run.relay, text: megabytes(run.relay) },
-      { name: "receiver", value: run.receiver, text: megabytes(run.receiver) },
-    )
-  );
+  ].map(({ title, run }) => ({
+    heading: title,
+    bars: [
+      {
+        name: "relay",
+        value: run.relay,
+        text: `${megabytes(run.relay)} (private ${megabytes(run.relayAnonymous)})`,
+        colour: COLOURS.phonehome,
+      },
+      {
+        name: "receiver",
+        value: run.receiver,
+        text: `${megabytes(run.receiver)} (private ${megabytes(run.receiverAnonymous)})`,
+        colour: "#8250df",
+      },
+    ],
+  }));
   return barChart({
-    title: "Peak RSS of relay and receiver",
+    title: "Peak RSS of relay and receiver (private: less the deno executable's shared pages)",
     groups,
     scalePerGroup: false,
     marks: [

@@ -58,6 +58,8 @@ export interface RouteRun {
    * and `receiver` (the socat the reader reads from).
    */
   peakRss: { relay: number; receiver: number };
+  /** The same processes' largest sampled private (anonymous) RSS, without shared code pages. */
+  peakAnonymousRss: { relay: number; receiver: number };
   /** What the processes said on stderr (for a failure report). */
   stderr: string;
 }
@@ -180,6 +182,7 @@ export async function runRoute(options: RouteRunOptions): Promise<RouteRun> {
     const endedAt = performance.now();
     sampler.sample();
     const peaks = sampler.stop();
+    const anonymous = sampler.anonymousPeaks();
     const exitCodes = Object.fromEntries(
       Object.keys(started.all).map((role, i) => [role, statuses[i].code]),
     );
@@ -190,6 +193,7 @@ export async function runRoute(options: RouteRunOptions): Promise<RouteRun> {
       ok: statuses.every((status) => status.success),
       exitCodes,
       peakRss: { relay: peaks.relay, receiver: peaks.receiver },
+      peakAnonymousRss: { relay: anonymous.relay, receiver: anonymous.receiver },
       stderr: (await Promise.all(errors)).join(""),
     };
   } finally {

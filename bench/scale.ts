@@ -32,6 +32,8 @@ export interface ScaleRound {
   buildMs: number[];
   /** Sum of each relay's and receiver's peak RSS. */
   totalPeakRssBytes: number;
+  /** Sum of their largest private (anonymous) RSS: memory not shared between processes. */
+  totalAnonymousRssBytes: number;
   /** Largest single relay and receiver peak. */
   maxRelayRssBytes: number;
   maxReceiverRssBytes: number;
@@ -119,6 +121,7 @@ async function round(context: BenchContext, corpus: Corpus, builds: number): Pro
   const statuses = await Promise.all(children.map((child) => child.status));
   sampler.sample();
   const peaks = sampler.stop();
+  const anonymous = sampler.anonymousPeaks();
   const texts = await Promise.all(stderr.map((watch) => watch.text));
   await Deno.remove(gate).catch(() => {});
 
@@ -145,6 +148,7 @@ async function round(context: BenchContext, corpus: Corpus, builds: number): Pro
     totalBytesPerSecond: (builds * corpus.bytes) / ((doneAt - releasedAt) / 1000),
     buildMs: results.map((result) => result.doneAt - releasedAt),
     totalPeakRssBytes: Object.values(peaks).reduce((sum, peak) => sum + peak, 0),
+    totalAnonymousRssBytes: Object.values(anonymous).reduce((sum, peak) => sum + peak, 0),
     maxRelayRssBytes: Math.max(...relays.map(([, peak]) => peak)),
     maxReceiverRssBytes: Math.max(...receivers.map(([, peak]) => peak)),
     wholeBuilds,
@@ -201,12 +205,15 @@ export async function scaleCase(context: BenchContext): Promise<void> {
     {
       case: "5. Scale",
       figure: "total peak RSS, relays + receivers",
-      phonehome: mb(many.totalPeakRssBytes),
-      baseline: `${mb(alone[0].totalPeakRssBytes)} (one build alone)`,
+      phonehome: `${mb(many.totalPeakRssBytes)} (private ${mb(many.totalAnonymousRssBytes)})`,
+      baseline: `${mb(alone[0].totalPeakRssBytes)} (private ${
+        mb(alone[0].totalAnonymousRssBytes)
+      }; one build alone)`,
       ratio: "",
       target: "",
       met: null,
-      how: `sum of each process's VmHWM; largest relay ${mb(many.maxRelayRssBytes)}, ` +
+      how: `sum of each process's VmHWM (private: of each one's largest RssAnon, as the ` +
+        `deno executable's pages are shared); largest relay ${mb(many.maxRelayRssBytes)}, ` +
         `largest receiver ${mb(many.maxReceiverRssBytes)}`,
     },
     {

@@ -118,7 +118,7 @@ export function latencyChart(options: {
       }),
     );
   }
-  for (const fraction of [0, 0.25, 0.5, 0.75, 0.99, 1]) {
+  for (const fraction of [0, 0.25, 0.5, 0.75, 0.9, 1]) {
     body.push(
       `<line x1="${left}" y1="${y(fraction)}" x2="${left + plotWidth}" y2="${
         y(fraction)

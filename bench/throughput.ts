@@ -29,6 +29,8 @@ export interface ThroughputSeries {
   bytesPerSecond: number[];
   /** Peak RSS of the relay and receiver (or the two socats) in each run. */
   peakRss: Array<{ relay: number; receiver: number }>;
+  /** Their largest private (anonymous) RSS in each run. */
+  peakAnonymousRss: Array<{ relay: number; receiver: number }>;
 }
 
 /** Throughput of one run: bytes over the time from the first to the last byte read. */
@@ -47,8 +49,8 @@ async function series(
   },
 ): Promise<Record<Route, ThroughputSeries>> {
   const result: Record<Route, ThroughputSeries> = {
-    socat: { route: "socat", bytesPerSecond: [], peakRss: [] },
-    phonehome: { route: "phonehome", bytesPerSecond: [], peakRss: [] },
+    socat: { route: "socat", bytesPerSecond: [], peakRss: [], peakAnonymousRss: [] },
+    phonehome: { route: "phonehome", bytesPerSecond: [], peakRss: [], peakAnonymousRss: [] },
   };
   // A first run per route, untimed, warms the page cache and Deno's module cache, and its
   // reader hashes everything, so the bytes themselves are checked once per route.
@@ -74,6 +76,7 @@ async function series(
       const rate = runBytesPerSecond(run);
       result[route].bytesPerSecond.push(rate);
       result[route].peakRss.push(run.peakRss);
+      result[route].peakAnonymousRss.push(run.peakAnonymousRss);
       context.progress(
         `${options.what}: ${route} run ${i + 1}/${options.runs}: ${
           fixed(rate / BYTES_PER_MB, 1)
@@ -178,6 +181,9 @@ interface MemoryRun {
   throttleBytesPerSecond: number | null;
   relay: number;
   receiver: number;
+  /** Largest private (anonymous) RSS sampled. */
+  relayAnonymous: number;
+  receiverAnonymous: number;
 }
 
 async function memoryRun(
@@ -202,6 +208,8 @@ async function memoryRun(
     corpusBytes: bytes,
     throttleBytesPerSecond: throttle ?? null,
     ...run.peakRss,
+    relayAnonymous: run.peakAnonymousRss.relay,
+    receiverAnonymous: run.peakAnonymousRss.receiver,
   };
 }
 
@@ -219,6 +227,8 @@ export async function memoryCase(context: BenchContext): Promise<void> {
       throttleBytesPerSecond: null,
       relay: Math.max(...bulk.phonehome.peakRss.map((p) => p.relay)),
       receiver: Math.max(...bulk.phonehome.peakRss.map((p) => p.receiver)),
+      relayAnonymous: Math.max(...bulk.phonehome.peakAnonymousRss.map((p) => p.relay)),
+      receiverAnonymous: Math.max(...bulk.phonehome.peakAnonymousRss.map((p) => p.receiver)),
     });
   } else {
     fullSpeed.push(await memoryRun(context, bulkBytes, undefined));
@@ -237,17 +247,22 @@ export async function memoryCase(context: BenchContext): Promise<void> {
   ) {
     for (const side of ["relay", "receiver"] as const) {
       const peaks = runs.map((run) => run[side]);
+      const anonymous = runs.map((run) => run[`${side}Anonymous`]);
       context.rows.push({
         case: "4. Memory",
         figure: `${side} peak RSS, ${title} (${runs.map((run) => run.label).join(" / ")})`,
-        phonehome: peaks.map((peak) => mb(peak)).join(" / "),
+        phonehome: `${peaks.map((peak) => mb(peak)).join(" / ")} (private ${
+          anonymous.map((bytes) => fixed(bytes / BYTES_PER_MB, 1)).join(" / ")
+        })`,
         baseline: `Deno alone ${mb(idle)}`,
         ratio: "",
         target: "< 80 MB, flat",
         met: peaks.every((peak) => peak < RSS_TARGET_BYTES),
-        how: `VmHWM from /proc sampled every 20 ms; one run per size${
-          runs === fullSpeed ? " (the larger: worst of the bulk runs)" : ""
-        }; baseline: a Deno script that only waits`,
+        how:
+          `VmHWM from /proc sampled every 20 ms; one run per size${
+            runs === fullSpeed ? " (the larger: worst of the bulk runs)" : ""
+          }; private: largest RssAnon sampled (RSS less the deno executable's shared pages); ` +
+          `baseline: a Deno script that only waits`,
       });
     }
   }
