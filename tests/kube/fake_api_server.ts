@@ -222,6 +222,8 @@ export class FakeApiServer {
     { test: (r: RequestRecord) => boolean; resolve: (r: RequestRecord) => void }
   > = [];
   #logs = new Map<string, Uint8Array[]>();
+  #front: Deno.Listener;
+  #links = new Set<Deno.Conn>();
   #holds: Array<{ test: (r: RequestRecord) => boolean; until: Promise<unknown> }> = [];
   /** Every request served, in order. */
   readonly requests: RequestRecord[] = [];
@@ -237,6 +239,41 @@ export class FakeApiServer {
       key: Deno.readTextFileSync(`${TLS_DIR}server.key`),
       onListen: () => {},
     }, (request) => this.#handle(request));
+    // Clients connect through a plain TCP relay, so that a test can cut their connections
+    // the way a crashing server or a dying link does (Deno.serve has no way to).
+    this.#front = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#acceptLinks();
+  }
+
+  async #acceptLinks(): Promise<void> {
+    for await (const client of this.#front) {
+      let server: Deno.Conn;
+      try {
+        server = await Deno.connect({ hostname: "127.0.0.1", port: this.#server.addr.port });
+      } catch {
+        client.close();
+        continue;
+      }
+      this.#links.add(client);
+      this.#links.add(server);
+      const close = (): void => {
+        for (const conn of [client, server]) {
+          if (this.#links.delete(conn)) {
+            try {
+              conn.close();
+            } catch {
+              // Already closed.
+            }
+          }
+        }
+      };
+      client.readable.pipeTo(server.writable, { preventClose: true }).catch(() => {}).finally(
+        close,
+      );
+      server.readable.pipeTo(client.writable, { preventClose: true }).catch(() => {}).finally(
+        close,
+      );
+    }
   }
 
   /** Starts a server on a free port of 127.0.0.1. */
@@ -246,7 +283,7 @@ export class FakeApiServer {
 
   /** The server's base URL. */
   get url(): string {
-    return `https://127.0.0.1:${this.#server.addr.port}`;
+    return `https://127.0.0.1:${(this.#front.addr as Deno.NetAddr).port}`;
   }
 
   /** The bearer token clients must present. */
@@ -282,7 +319,23 @@ export class FakeApiServer {
   /** Stops serving; open watches end. */
   async close(): Promise<void> {
     for (const watcher of this.#watchers) watcher.end("clean");
+    this.#front.close();
+    this.cutConnections();
     await this.#server.shutdown();
+  }
+
+  /** Cuts every client connection at the TCP level, mid-stream, as a dying server would. */
+  cutConnections(): number {
+    const count = this.#links.size / 2;
+    for (const conn of [...this.#links]) {
+      this.#links.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    return count;
   }
 
   // ---- the store, for in-process controllers and assertions ----
