@@ -243,6 +243,48 @@ Deno.test("a container without the relay fails, and the pod log is shown instead
   assert.deepEqual(deletes(k8s, "secrets").length, 1);
 });
 
+Deno.test("a pod whose relay cannot reach the builder fails at the start deadline, showing its log", async () => {
+  await using k8s = await cluster();
+  const template = `${k8s.dir}/unreachable.json`;
+  // The entrypoint points the relay at a port where nothing listens, as a NetworkPolicy would.
+  await Deno.writeTextFile(
+    template,
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Pod",
+      spec: {
+        containers: [{
+          name: "build",
+          image: RELAY_IMAGE,
+          command: [
+            "sh",
+            "-c",
+            `PHONEHOME_URL=ws://127.0.0.1:1/phonehome/v1/stream exec ${DENO} run -A --quiet ` +
+            `--config=${CONFIG} ${MAIN} relay -- "$@"`,
+            "sh",
+          ],
+        }],
+      },
+    }),
+  );
+  const result = await finish(k8s.build(
+    [`--pod-template=${template}`, "--connect-timeout=3000"],
+    ["sh", "-c", "echo compiling in the dark; sleep 60"],
+  ));
+  assert.equal(result.code, 69, result.stderr);
+  assert.match(result.stdout, /compiling in the dark\n/);
+  assert.match(
+    result.stderr,
+    /The relay in pod \S+ never phoned home; here is what the pod log holds:/,
+  );
+  assert.match(
+    result.stderr,
+    /phonehome: Pod \S+ is running, but its relay did not phone home within 3s\. Check that the image/,
+  );
+  assert.equal(deletes(k8s, "pods").length, 1);
+  assert.equal(deletes(k8s, "secrets").length, 1);
+});
+
 Deno.test("the builder killed mid-build deletes the pod, and the relay still reports how the build ended", async () => {
   await using k8s = await cluster();
   const child = k8s.build(

@@ -139,7 +139,16 @@ export class KubernetesBuild {
       : (workload as k8s.V1Pod).spec;
     const image = podSpec?.containers.find((c) => c.name === plan.containerName)?.image ?? "";
     let created = { secret: false, workload: false };
-    let supervisor: BuildSupervisor | undefined;
+    const supervisor = new BuildSupervisor({
+      client: this.#client,
+      plan,
+      receiver,
+      url: receiver.url,
+      image,
+      startTimeoutMs: this.#startTimeoutMs,
+      watchTimeoutMs: this.#settings.watchTimeoutMs,
+      tickMs: this.#settings.tickMs,
+    });
     // Listening from the start: a signal while the pod is being created must not be lost.
     const onSignal: EventListener = (event) => {
       const signal = (event as CustomEvent<Deno.Signal>).detail;
@@ -152,7 +161,7 @@ export class KubernetesBuild {
       }
       // Deleting the pod makes the kubelet send SIGTERM to the relay, which passes it on to
       // the build and still reports how the build ended.
-      supervisor?.deletingOurselves();
+      supervisor.deletingOurselves();
       this.#deleteWorkload().catch((error: Error) => {
         receiver.abort(signalExitCode(signal), `${error.message} Stopped by ${signal}.`);
       });
@@ -173,16 +182,6 @@ export class KubernetesBuild {
       await this.#cleanUp(receiver, created);
       return outcome.exitCode;
     }
-    supervisor = new BuildSupervisor({
-      client: this.#client,
-      plan,
-      receiver,
-      url: receiver.url,
-      image,
-      startTimeoutMs: this.#startTimeoutMs,
-      watchTimeoutMs: this.#settings.watchTimeoutMs,
-      tickMs: this.#settings.tickMs,
-    });
     // A signal may already have ended the receiver; then there is nothing to watch.
     if (!receiver.done) supervisor.start();
     const outcome = await receiver.outcome;
