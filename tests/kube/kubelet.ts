@@ -155,11 +155,20 @@ export class Kubelet {
     this.#killGroup(container, "SIGKILL");
   }
 
+  /**
+   * Signals every process of a container, as a runtime does through its cgroup: the main
+   * process's whole tree and their process groups (the relay runs the build in a group of
+   * its own), gathered before any of them dies and orphans the rest.
+   */
   #killGroup(container: RunningContainer, signal: Deno.Signal): void {
-    try {
-      Deno.kill(-container.child.pid, signal);
-    } catch {
-      // Already gone.
+    const pids = processTree(container.child.pid);
+    const groups = new Set(pids.map(processGroup).filter((g) => g > 1));
+    for (const target of [...pids, ...[...groups].map((g) => -g)]) {
+      try {
+        Deno.kill(target, signal);
+      } catch {
+        // Already gone.
+      }
     }
   }
 
@@ -476,6 +485,33 @@ export class Kubelet {
       }
     }
     return env;
+  }
+}
+
+/** `pid` and all its descendants, from /proc. */
+function processTree(pid: number): number[] {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    try {
+      // A child belongs to the thread that forked it, so every thread's list counts.
+      for (const task of Deno.readDirSync(`/proc/${all[i]}/task`)) {
+        const children = Deno.readTextFileSync(`/proc/${all[i]}/task/${task.name}/children`);
+        all.push(...children.trim().split(/\s+/).filter((c) => c !== "").map(Number));
+      }
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return all;
+}
+
+/** The process group of `pid`, or 0 when it is gone. */
+function processGroup(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+  } catch {
+    return 0;
   }
 }
 
