@@ -5,7 +5,8 @@
  * @module
  */
 
-import { BUILDER_COMMANDS, POD_COMMANDS } from "./src/cli/commands.ts";
+import { BUILDER_COMMANDS } from "./src/cli/builder_commands.ts";
+import { POD_COMMANDS } from "./src/cli/pod_commands.ts";
 import { runCli } from "./src/cli/run.ts";
 
 if (import.meta.main) {

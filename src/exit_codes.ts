@@ -20,6 +20,8 @@ export const ExitCode = {
   lostRelay: 75,
   /** The stream ended incomplete or corrupt: byte counts or checksums disagree, or the peer broke the protocol. */
   incompleteStream: 76,
+  /** The Kubernetes API was unreachable or refused a request (a missing RBAC verb, as a rule). */
+  kubernetesApi: 77,
   /** The build command could not be executed (it exists but is not executable). */
   cannotExecute: 126,
   /** The build command was not found. */

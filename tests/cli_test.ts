@@ -4,7 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { BUILDER_COMMANDS, POD_COMMANDS } from "../src/cli/commands.ts";
+import { BUILDER_COMMANDS } from "../src/cli/builder_commands.ts";
+import { POD_COMMANDS } from "../src/cli/pod_commands.ts";
 import { CONFIG, DENO, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
 
 async function run(

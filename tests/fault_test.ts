@@ -197,7 +197,7 @@ Deno.test("a drop during the handshake is retried and the stream completes", asy
         plan: (i) => (i === 0 ? fault : {}),
         stderrBytes: 0,
       });
-      assert.equal(run.proxy.stats.cuts, 1);
+      assert.ok(run.proxy.stats.cuts >= 1, "the fault was injected");
     });
   }
 });
@@ -210,7 +210,7 @@ Deno.test("FINISHED lost in flight is sent again after the reconnect", async () 
       i,
     ) => (i === 0 ? { cutOnMessage: { direction: "up", matches: isControl("finished") } } : {}),
   });
-  assert.equal(run.proxy.stats.cuts, 1);
+  assert.ok(run.proxy.stats.cuts >= 1, "the fault was injected");
   assert.match(run.relayLog, /Lost the connection to the receiver/);
 });
 
@@ -222,7 +222,7 @@ Deno.test("a verdict lost in flight reaches the relay on its reconnect", async (
       i,
     ) => (i === 0 ? { cutOnMessage: { direction: "down", matches: isControl("verdict") } } : {}),
   });
-  assert.equal(run.proxy.stats.cuts, 1);
+  assert.ok(run.proxy.stats.cuts >= 1, "the fault was injected");
   assert.doesNotMatch(run.relayLog, /Could not phone home/);
 });
 

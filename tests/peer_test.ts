@@ -141,15 +141,21 @@ Deno.test("a frame that skips ahead closes that connection as a protocol violati
   await receiver.stderr.done;
 });
 
-/** A receiver played in-process: welcomes, acknowledges every frame, answers FINISHED with `verdictOk`. */
+/**
+ * A receiver played in-process: welcomes, acknowledges every frame (unless told
+ * not to), answers FINISHED with `verdictOk`.
+ */
 interface PlayedReceiver extends AsyncDisposable {
   url: string;
   stats: () => { frames: number; bytes: number; text: string };
+  /** Resolves once this many payload bytes have arrived. */
+  bytesAtLeast: (bytes: number) => Promise<void>;
 }
 
-function playReceiver(verdictOk: boolean): PlayedReceiver {
+function playReceiver(verdictOk: boolean, acknowledge = true): PlayedReceiver {
   let frames = 0;
   let bytes = 0;
+  let waiters: Array<{ bytes: number; resolve: () => void }> = [];
   const lines: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request);
@@ -160,9 +166,10 @@ function playReceiver(verdictOk: boolean): PlayedReceiver {
         const frame = decodeDataFrame(new Uint8Array(event.data));
         frames++;
         bytes += frame.payload.byteLength;
+        waiters = waiters.filter((w) => (bytes >= w.bytes ? (w.resolve(), false) : true));
         offsets[frame.stream] = frame.offset + frame.payload.byteLength;
         lines.push(new TextDecoder().decode(frame.payload));
-        socket.send(encodeControl({ type: "ack", ...offsets }));
+        if (acknowledge) socket.send(encodeControl({ type: "ack", ...offsets }));
         return;
       }
       const message = parseRelayMessage(event.data);
@@ -179,6 +186,10 @@ function playReceiver(verdictOk: boolean): PlayedReceiver {
   return {
     url: `ws://127.0.0.1:${server.addr.port}${STREAM_PATH}`,
     stats: () => ({ frames, bytes, text: lines.join("") }),
+    bytesAtLeast: (wanted) =>
+      bytes >= wanted
+        ? Promise.resolve()
+        : new Promise((resolve) => waiters.push({ bytes: wanted, resolve })),
     [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }
@@ -260,4 +271,35 @@ Deno.test("a newer connection of the same relay fences off the older one, and a 
   newer.socket.close(1000);
   assert.equal((await receiver.child.status).code, 0);
   assert.equal(await receiver.stdout, "one two");
+});
+
+Deno.test("a relay stopped while its window is full and unacknowledged still exits", async () => {
+  // The receiver never acknowledges: the window fills, the relay stops reading, the build blocks.
+  await using receiver = playReceiver(true, false);
+  const relay = spawnPhonehome([
+    "relay",
+    "--no-tee",
+    "--window=65536",
+    "--drain-grace=200",
+    "--kill-grace=300",
+    // Pings must not be what ends the stuck connection here.
+    "--ping-interval=60000",
+    "--",
+    "sh",
+    "-c",
+    "echo started >&2; head -c 50000000 /dev/zero",
+  ], { env: { PHONEHOME_URL: receiver.url, PHONEHOME_TOKEN: TOKEN }, stdout: "null" });
+  const stderr = new LineWatcher(relay.stderr);
+  await receiver.bytesAtLeast(65536);
+  relay.kill("SIGTERM");
+  // Without a way out of the full window the relay would wait forever; 30 s is a watchdog.
+  const watchdog = AbortSignal.timeout(30_000);
+  const status = await Promise.race([
+    relay.status,
+    new Promise<never>((_, reject) =>
+      watchdog.addEventListener("abort", () => reject(new Error("the relay did not exit")))
+    ),
+  ]);
+  assert.equal(status.code, 143);
+  assert.match(await stderr.done, /kept its output open|told to stop/);
 });

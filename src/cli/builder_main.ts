@@ -4,7 +4,7 @@
  * @module
  */
 
-import { BUILDER_COMMANDS } from "./commands.ts";
+import { BUILDER_COMMANDS } from "./builder_commands.ts";
 import { runCli } from "./run.ts";
 
 if (import.meta.main) {

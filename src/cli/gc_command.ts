@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ExitCode } from "../exit_codes.ts";
 import { clusterAccess, clusterFlags } from "../launchers/kubernetes/flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
 
@@ -56,6 +57,5 @@ export async function runGc(flags: ParsedFlags): Promise<number> {
   for (const failure of report.failures) {
     await Deno.stderr.write(encoder.encode(`phonehome: ${failure}\n`));
   }
-  const { KUBERNETES_API_EXIT_CODE } = await import("../launchers/kubernetes/errors.ts");
-  return report.failures.length > 0 ? KUBERNETES_API_EXIT_CODE : 0;
+  return report.failures.length > 0 ? ExitCode.kubernetesApi : 0;
 }

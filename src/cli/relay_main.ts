@@ -4,7 +4,7 @@
  * @module
  */
 
-import { POD_COMMANDS } from "./commands.ts";
+import { POD_COMMANDS } from "./pod_commands.ts";
 import { runCli } from "./run.ts";
 
 if (import.meta.main) {

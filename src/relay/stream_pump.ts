@@ -47,6 +47,9 @@ export class StreamPump {
   #lastFlushAt = Number.NEGATIVE_INFINITY;
   #timer: Timer | undefined;
   #peer: StreamPump | undefined;
+  #cancelled = false;
+  #wakeCancelled: () => void = () => {};
+  #cancelledSignal = new Promise<void>((resolve) => (this.#wakeCancelled = resolve));
   /** Settles when the pipe has ended (or was cancelled) and every byte is in the outbox. */
   readonly done: Promise<void>;
 
@@ -73,8 +76,13 @@ export class StreamPump {
     peer.#peer = this;
   }
 
-  /** Stops reading: the pipe is held open by a process that outlived the build. */
+  /**
+   * Stops reading: the pipe is held open by a process that outlived the build,
+   * or the window is full and nobody will acknowledge it any more.
+   */
   async cancel(): Promise<void> {
+    this.#cancelled = true;
+    this.#wakeCancelled();
     await this.#reader.cancel().catch(() => {});
   }
 
@@ -82,7 +90,8 @@ export class StreamPump {
     let buffer = new Uint8Array(READ_BYTES);
     try {
       while (true) {
-        await this.#options.outbox.waitForRoom();
+        await Promise.race([this.#options.outbox.waitForRoom(), this.#cancelledSignal]);
+        if (this.#cancelled) break;
         const { value, done } = await this.#reader.read(buffer);
         if (done || value === undefined) break;
         buffer = new Uint8Array(value.buffer);

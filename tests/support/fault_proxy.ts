@@ -231,6 +231,8 @@ export class FaultProxy {
         }
         const half = fault.halfCloseAfter;
         if (half !== undefined && state.upBytes >= half.upBytes && !state.cut) {
+          // Both pumps check: take the fault before awaiting, so it happens once.
+          fault.halfCloseAfter = undefined;
           const target = half.direction === "up" ? server : client;
           try {
             await target.closeWrite();
@@ -238,7 +240,6 @@ export class FaultProxy {
           } catch {
             // The socket is gone already.
           }
-          fault.halfCloseAfter = undefined;
           if (half.direction === direction) return;
         }
       }

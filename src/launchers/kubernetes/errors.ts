@@ -1,18 +1,12 @@
 /**
- * The Kubernetes backend's own failure: the API could not be used. Its exit
- * status joins the sysexits-style codes of src/exit_codes.ts.
+ * The Kubernetes backend's own failure: the API could not be used (exit status
+ * 77, EX_NOPERM in sysexits, since a missing RBAC verb is the usual cause).
  *
  * @module
  */
 
 import { PhonehomeError } from "../../errors.ts";
-
-/**
- * Exit status when the Kubernetes API could not be used: unreachable, or it
- * refused a request (unauthorized, forbidden, an invalid object). EX_NOPERM in
- * sysexits, since a missing RBAC verb is the usual cause.
- */
-export const KUBERNETES_API_EXIT_CODE = 77;
+import { ExitCode } from "../../exit_codes.ts";
 
 /** A request to the Kubernetes API failed; the message names the request and the API's answer. */
 export class KubernetesApiError extends PhonehomeError {
@@ -26,7 +20,7 @@ export class KubernetesApiError extends PhonehomeError {
     message: string,
     details: { status?: number; reason?: string; cause?: unknown } = {},
   ) {
-    super(message, KUBERNETES_API_EXIT_CODE, { cause: details.cause });
+    super(message, ExitCode.kubernetesApi, { cause: details.cause });
     this.name = "KubernetesApiError";
     this.status = details.status;
     this.reason = details.reason;

@@ -1,5 +1,5 @@
 /**
- * The subcommands of each side, grouped as the two compiled binaries ship them.
+ * The builder side's subcommands, as the phonehome-builder binary ships them.
  *
  * @module
  */
@@ -7,7 +7,6 @@
 import { buildSpec, runBuild } from "./build_command.ts";
 import { gcSpec, runGc } from "./gc_command.ts";
 import { receiveSpec, runReceive } from "./receive_command.ts";
-import { relaySpec, runRelayCommand } from "./relay_command.ts";
 import type { Command } from "./run.ts";
 
 /** Builder-side commands: in the builder image. */
@@ -16,6 +15,3 @@ export const BUILDER_COMMANDS: readonly Command[] = [
   { spec: receiveSpec, run: runReceive },
   { spec: gcSpec, run: runGc },
 ];
-
-/** Pod-side commands: in every build image. */
-export const POD_COMMANDS: readonly Command[] = [{ spec: relaySpec, run: runRelayCommand }];
