@@ -68,7 +68,7 @@ export function defaultOptions(): BenchOptions {
     cases: [...CASE_NAMES],
     seed: 42,
     bulkBytes: 1024 * BYTES_PER_MIB,
-    bulkRuns: 3,
+    bulkRuns: 5,
     smallLines: 10_000_000,
     smallRuns: 3,
     fastTicks: 10_000,
@@ -136,7 +136,7 @@ const FLAGS: ReadonlyArray<{
     help: "bulk corpus size, e.g. 1GiB, 256MiB (1GiB)",
     apply: (o, v) => o.bulkBytes = parseSize(v),
   },
-  { name: "bulk-runs", help: "runs per route, bulk (3)", apply: (o, v) => o.bulkRuns = count(v) },
+  { name: "bulk-runs", help: "runs per route, bulk (5)", apply: (o, v) => o.bulkRuns = count(v) },
   {
     name: "small-lines",
     help: "80-byte line writes (10000000)",

@@ -11,7 +11,7 @@ import type { LatencyCaseResult } from "./latency.ts";
 import type { ScaleRound } from "./scale.ts";
 import { BYTES_PER_MB, fixed, median } from "./stats.ts";
 import { type Bar, barChart, type BarGroup, COLOURS, latencyChart } from "./svg.ts";
-import type { ThroughputSeries } from "./throughput.ts";
+import { pairedRatio, type ThroughputSeries } from "./throughput.ts";
 
 /** The machine a run measured. */
 export interface Machine {
@@ -152,7 +152,7 @@ function throughputSvg(context: BenchContext): string | undefined {
     const s = median(bulk.socat.bytesPerSecond);
     groups.push(
       pair(
-        `1. Bulk: ratio ${fixed(p / s, 2)}`,
+        `1. Bulk: ratio ${fixed(pairedRatio(bulk), 2)} (median of paired runs)`,
         { name: "phonehome", value: p, text: mbps(p) },
         { name: "socat (plain TCP relay)", value: s, text: mbps(s) },
       ),
@@ -167,7 +167,7 @@ function throughputSvg(context: BenchContext): string | undefined {
     const text = (v: number): string => `${Math.round(v).toLocaleString("en-US")} lines/s`;
     groups.push(
       pair(
-        `2. Small writes: ratio ${fixed(p / s, 2)}`,
+        `2. Small writes: ratio ${fixed(pairedRatio(small), 2)} (median of paired runs)`,
         { name: "phonehome", value: p, text: text(p) },
         { name: "socat (plain TCP relay)", value: s, text: text(s) },
       ),
