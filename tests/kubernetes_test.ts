@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
 import { KubeClient } from "../src/launchers/kubernetes/client.ts";
-import { CONFIG, DENO, LineWatcher, MAIN, readText, spawnPhonehome } from "./support/processes.ts";
+import { LineWatcher, phonehomeArgv, readText, spawnPhonehome } from "./support/processes.ts";
 import { type KObject, type RequestRecord, TEST_CA_PEM } from "./kube/fake_api_server.ts";
 import { NAMESPACE, PLAIN_IMAGE, RELAY_IMAGE, roleRules, TestCluster } from "./kube/cluster.ts";
 
@@ -259,8 +259,9 @@ Deno.test("a pod whose relay cannot reach the builder fails at the start deadlin
           command: [
             "sh",
             "-c",
-            `PHONEHOME_URL=ws://127.0.0.1:1/phonehome/v1/stream exec ${DENO} run -A --quiet ` +
-            `--config=${CONFIG} ${MAIN} relay -- "$@"`,
+            `PHONEHOME_URL=ws://127.0.0.1:1/phonehome/v1/stream exec ${
+              phonehomeArgv("relay").join(" ")
+            } -- "$@"`,
             "sh",
           ],
         }],
@@ -640,13 +641,7 @@ Deno.test({
         "-c",
         script,
         "sh",
-        DENO,
-        "run",
-        "-A",
-        "--quiet",
-        `--config=${CONFIG}`,
-        MAIN,
-        "build",
+        ...phonehomeArgv("build"),
         "--backend=kubernetes",
         `--image=${RELAY_IMAGE}`,
         "--idle-interval=0",

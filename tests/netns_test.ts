@@ -7,12 +7,10 @@
 import assert from "node:assert/strict";
 import { STREAM_PATH } from "../src/protocol.ts";
 import {
-  CONFIG,
-  DENO,
   denoScript,
   digestStream,
   LineWatcher,
-  MAIN,
+  phonehomeArgv,
   sha256,
   spawnPhonehome,
   tempDir,
@@ -127,13 +125,7 @@ async function streamAcross(
       "netns",
       "exec",
       ns.name,
-      DENO,
-      "run",
-      "-A",
-      "--quiet",
-      `--config=${CONFIG}`,
-      MAIN,
-      "relay",
+      ...phonehomeArgv("relay"),
       "--no-tee",
       "--window=262144",
       "--ping-interval=200",

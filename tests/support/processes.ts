@@ -27,6 +27,11 @@ export function denoScript(name: string, ...args: string[]): string[] {
   return [DENO, "run", "-A", "--quiet", fixture(name), ...args];
 }
 
+/** Argument vector that runs `phonehome ...args` from this checkout, as a process would. */
+export function phonehomeArgv(...args: string[]): string[] {
+  return [DENO, "run", "-A", "--quiet", `--config=${CONFIG}`, MAIN, ...args];
+}
+
 /** Options for {@linkcode spawnPhonehome}. */
 export interface SpawnOptions {
   /** Extra environment variables. */
@@ -47,8 +52,9 @@ export function spawnPhonehome(args: string[], options: SpawnOptions = {}): Deno
       options.cleanEnv === false || !INHERITED_SETTINGS.test(name)
     ),
   );
-  return new Deno.Command(DENO, {
-    args: ["run", "-A", "--quiet", `--config=${CONFIG}`, MAIN, ...args],
+  const [program, ...argv] = phonehomeArgv(...args);
+  return new Deno.Command(program, {
+    args: argv,
     env: { ...env, ...options.env },
     clearEnv: true,
     stdin: "null",
