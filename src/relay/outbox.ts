@@ -89,6 +89,11 @@ export class Outbox {
     return this.#spareBuffers.pop() ?? new Uint8Array(FRAME_BUFFER_BYTES);
   }
 
+  /** Whether the window has room for more output now. */
+  get hasRoom(): boolean {
+    return this.#hasRoom();
+  }
+
   /** Resolves once there is room in the window for more output. */
   waitForRoom(): Promise<void> {
     if (this.#hasRoom()) return Promise.resolve();

@@ -48,8 +48,7 @@ export class StreamPump {
   #timer: Timer | undefined;
   #peer: StreamPump | undefined;
   #cancelled = false;
-  #wakeCancelled: () => void = () => {};
-  #cancelledSignal = new Promise<void>((resolve) => (this.#wakeCancelled = resolve));
+  #wakeWaiter: (() => void) | undefined;
   /** Settles when the pipe has ended (or was cancelled) and every byte is in the outbox. */
   readonly done: Promise<void>;
 
@@ -82,15 +81,29 @@ export class StreamPump {
    */
   async cancel(): Promise<void> {
     this.#cancelled = true;
-    this.#wakeCancelled();
+    this.#wakeWaiter?.();
     await this.#reader.cancel().catch(() => {});
+  }
+
+  /**
+   * Waits for room in the window or for {@linkcode cancel}. Each wait makes
+   * its own promise: racing a promise that lives as long as the pump would
+   * leave one reaction on it per wait, a leak that grew with the output.
+   */
+  async #roomOrCancel(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#wakeWaiter = resolve;
+      this.#options.outbox.waitForRoom().then(resolve);
+    });
+    this.#wakeWaiter = undefined;
   }
 
   async #run(): Promise<void> {
     let buffer = new Uint8Array(READ_BYTES);
     try {
       while (true) {
-        await Promise.race([this.#options.outbox.waitForRoom(), this.#cancelledSignal]);
+        // Checked first, so that a read with room to spare costs no extra turn of the loop.
+        if (!this.#options.outbox.hasRoom && !this.#cancelled) await this.#roomOrCancel();
         if (this.#cancelled) break;
         const { value, done } = await this.#reader.read(buffer);
         if (done || value === undefined) break;
