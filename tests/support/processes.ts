@@ -120,30 +120,8 @@ export function freePort(): number {
   return port;
 }
 
-/** Peak resident memory of a process, in bytes, from /proc (VmHWM); undefined once it has exited. */
-export function peakRssBytes(pid: number): number | undefined {
-  let status: string;
-  try {
-    status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
-  // A zombie has no memory figures left.
-  if (match === null) return undefined;
-  return Number(match[1]) * 1024;
-}
-
-/** Process ids of the direct children of `pid`, from /proc. */
-export function childPids(pid: number): number[] {
-  try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`);
-    return text.trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
-  } catch {
-    return [];
-  }
-}
+// The benchmark reads memory and process trees from /proc the same way; one copy serves both.
+export { childPids, peakRssBytes } from "../../bench/memory.ts";
 
 /** Whether a process with this id exists (and is not a zombie). */
 export function isAlive(pid: number): boolean {
