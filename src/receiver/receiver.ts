@@ -105,7 +105,8 @@ function urlHost(host: string): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
-function isWildcard(host: string): boolean {
+/** Whether `host` means every address (0.0.0.0, ::), which no peer can dial. */
+export function isWildcard(host: string): boolean {
   return host === "0.0.0.0" || host === "::" || host === "[::]" || host === "";
 }
 

@@ -11,7 +11,7 @@ import { UsageError } from "../../errors.ts";
 import { signalExitCode } from "../../exit_codes.ts";
 import type { ParsedFlags } from "../../cli/flags.ts";
 import { relaySpec } from "../../cli/relay_command.ts";
-import type { Receiver, ReceiverOptions } from "../../receiver/receiver.ts";
+import { isWildcard, type Receiver, type ReceiverOptions } from "../../receiver/receiver.ts";
 import { settlesWithin } from "../../timing.ts";
 import { KubeClient } from "./client.ts";
 import { KubernetesApiError } from "./errors.ts";
@@ -45,10 +45,6 @@ export interface KubernetesRunInput {
   token: string;
   /** Dispatches a `signal` event (detail: the signal name) on the first SIGINT/SIGTERM. */
   signals?: EventTarget;
-}
-
-function isWildcard(host: string): boolean {
-  return host === "0.0.0.0" || host === "::" || host === "";
 }
 
 /**
