@@ -1,5 +1,5 @@
 /**
- * Entry point of the builder-side binary, `phonehome-builder` (build, receive).
+ * Entry point of the builder-side binary, `phonehome-builder` (build, receive, gc).
  *
  * @module
  */
