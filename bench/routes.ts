@@ -104,7 +104,8 @@ function freePort(): number {
   return port;
 }
 
-function spawn(program: string, args: readonly string[]): Deno.ChildProcess {
+/** Starts `program` with piped output, no input, and the bench's clean environment. */
+export function spawn(program: string, args: readonly string[]): Deno.ChildProcess {
   return new Deno.Command(program, {
     args: [...args],
     env: cleanEnvironment(),

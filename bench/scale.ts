@@ -10,7 +10,7 @@
 
 import type { BenchContext, Corpus } from "./context.ts";
 import { PeakRssSampler } from "./memory.ts";
-import { childNamed, cleanEnvironment, DENO, phonehomeBuildArgs } from "./routes.ts";
+import { childNamed, DENO, phonehomeBuildArgs, spawn } from "./routes.ts";
 import { BYTES_PER_MB, fixed, mb, median } from "./stats.ts";
 
 /** Target from the issue: N builds together move at least this share of one build alone. */
@@ -82,24 +82,17 @@ async function round(context: BenchContext, corpus: Corpus, builds: number): Pro
   const children = Array.from({ length: builds }, (_, i) => {
     // Each build has a reader of its own, as each push has its own SSH session: sha256sum,
     // so that one bench process reading every build does not become the bottleneck.
-    const child = new Deno.Command("bash", {
-      args: [
-        "-c",
-        'set -o pipefail; "$@" | sha256sum',
-        "bash",
-        DENO,
-        ...phonehomeBuildArgs(
-          // Each build waits for its newline at the gate, then writes the corpus.
-          ["sh", "-c", 'read -r _ < "$0"; exec cat "$1"', gate, corpus.path],
-          ["--verbose"],
-        ),
-      ],
-      env: cleanEnvironment(),
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawn("bash", [
+      "-c",
+      'set -o pipefail; "$@" | sha256sum',
+      "bash",
+      DENO,
+      ...phonehomeBuildArgs(
+        // Each build waits for its newline at the gate, then writes the corpus.
+        ["sh", "-c", 'read -r _ < "$0"; exec cat "$1"', gate, corpus.path],
+        ["--verbose"],
+      ),
+    ]);
     watchBuild(sampler, i, child.pid);
     return child;
   });
