@@ -71,3 +71,22 @@ const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = {
 export function signalNumber(signal: Deno.Signal): number {
   return SIGNAL_NUMBERS[signal] ?? 0;
 }
+
+/** Linux's first and last real-time signals, as the kernel numbers them for programs. */
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+
+/**
+ * The name of signal `n` (1-64), as `kill -l` prints it: `SIGTERM`, or for the
+ * real-time signals `SIGRTMIN+3` and `SIGRTMAX-2`; `SIG32` and `SIG33`, which
+ * the C library keeps for itself, by number.
+ */
+export function signalName(n: number): string {
+  const known = Object.entries(SIGNAL_NUMBERS).find(([, number]) => number === n);
+  if (known !== undefined) return known[0];
+  if (n < SIGRTMIN || n > SIGRTMAX) return `SIG${n}`;
+  if (n === SIGRTMIN) return "SIGRTMIN";
+  if (n === SIGRTMAX) return "SIGRTMAX";
+  const fromMin = n - SIGRTMIN;
+  return fromMin <= (SIGRTMAX - SIGRTMIN) / 2 ? `SIGRTMIN+${fromMin}` : `SIGRTMAX-${SIGRTMAX - n}`;
+}

@@ -17,10 +17,12 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
-/** `90000` as `1m30s`; `1500` as `1.5s`; `250` as `250ms`. */
+/** `90000` as `1m30s`; `1500` as `1.5s`; `250` as `250ms`; fractions of a millisecond rounded. */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  if (ms < 60_000) return `${Number((ms / 1000).toFixed(1))}s`;
+  const wholeMs = Math.round(ms);
+  if (wholeMs < 1000) return `${wholeMs}ms`;
+  const inSeconds = Number((ms / 1000).toFixed(1));
+  if (inSeconds < 60) return `${inSeconds}s`;
   const totalSeconds = Math.round(ms / 1000);
   const hours = Math.floor(totalSeconds / 3600);
   const minutes = Math.floor((totalSeconds % 3600) / 60);

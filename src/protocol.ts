@@ -12,6 +12,12 @@ export const PROTOCOL_VERSION = 1;
 /** The HTTP path a relay connects to. */
 export const STREAM_PATH = "/phonehome/v1/stream";
 
+/**
+ * Fewest bytes (UTF-8) of a per-build secret, the bearer token a relay presents:
+ * both sides refuse a shorter one, so that a secret cannot be empty or guessable.
+ */
+export const MIN_TOKEN_BYTES = 16;
+
 /** Identifies one of the build's two output streams. */
 export type StreamName = "stdout" | "stderr";
 
@@ -39,8 +45,23 @@ export function maxUnacknowledgedBytes(windowBytes: number): number {
   return windowBytes + STREAM_NAMES.length * MAX_FRAME_PAYLOAD_BYTES;
 }
 
+/**
+ * Most frames a relay may have sent and not had acknowledged: the window
+ * counts bytes, and without this a stream of 1-byte frames would make the
+ * receiver hold millions of them. Two more are allowed, as for bytes.
+ */
+export const MAX_UNACKNOWLEDGED_FRAMES = 4096;
+
+/** Most frames a relay may have sent and not had acknowledged, partly filled ones included. */
+export function maxUnacknowledgedFrames(): number {
+  return MAX_UNACKNOWLEDGED_FRAMES + STREAM_NAMES.length;
+}
+
 /** Default flow-control window: bytes the relay may have sent but not had acknowledged. */
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/** Smallest window a receiver accepts from a relay's hello. */
+export const MIN_WINDOW_BYTES = 64 * 1024;
 
 /** Default interval between liveness pings, both ways. */
 export const DEFAULT_PING_INTERVAL_MS = 5_000;
@@ -48,8 +69,45 @@ export const DEFAULT_PING_INTERVAL_MS = 5_000;
 /** A peer silent for this many ping intervals is taken for gone (a half-open connection). */
 export const PING_TIMEOUT_INTERVALS = 4;
 
-/** Largest window a receiver accepts from a relay's hello. */
-export const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest window a receiver accepts from a relay's hello. It bounds what a
+ * receiver holds while its own output is slow, so it is kept well below the
+ * receiver's memory budget.
+ */
+export const MAX_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/** How long an upgraded connection may take to send its hello. */
+export const HELLO_TIMEOUT_MS = 10_000;
+
+/** Upgraded connections that have not said hello yet, at most; more get HTTP 503. */
+export const MAX_PENDING_HANDSHAKES = 16;
+
+/** Longest message accepted before hello: a hello is tiny. */
+export const MAX_HELLO_MESSAGE_BYTES = 4096;
+
+/** Longest message accepted after hello: a whole DATA frame; control messages are far shorter. */
+export const MAX_MESSAGE_BYTES = DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES;
+
+/**
+ * Most bytes of replies (acknowledgements, pongs) a receiver queues for a relay
+ * that does not read them before it drops the connection.
+ */
+export const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
+
+/** Longest close reason RFC 6455 allows, in bytes of UTF-8. */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * `reason` cut to fit a close frame (123 bytes of UTF-8) without splitting a
+ * character; every close either side sends goes through here.
+ */
+export function closeReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  if (bytes.byteLength <= MAX_CLOSE_REASON_BYTES) return reason;
+  // Room for the ellipsis (3 bytes); a character cut in half decodes to U+FFFD and is dropped.
+  const cut = new TextDecoder().decode(bytes.subarray(0, MAX_CLOSE_REASON_BYTES - 3));
+  return `${cut.replace(/\uFFFD+$/, "")}\u2026`;
+}
 
 /** WebSocket close codes used by phonehome (4000-4999 is the private range). */
 export const CloseCode = {
@@ -277,7 +335,9 @@ function parseExit(value: unknown): ExitStatus {
     throw new ProtocolError("FINISHED carries an exit code outside 0-255.");
   }
   const signal = record.signal ?? null;
-  if (signal !== null && (typeof signal !== "string" || !/^SIG[A-Z0-9]+$/.test(signal))) {
+  if (
+    signal !== null && (typeof signal !== "string" || !/^SIG[A-Z0-9]+([+-][0-9]+)?$/.test(signal))
+  ) {
     throw new ProtocolError("FINISHED carries an invalid signal name.");
   }
   return { code, signal };

@@ -104,6 +104,31 @@ Deno.test("a missing build command reports 127 with a one-line reason", async ()
   );
 });
 
+Deno.test("a script whose #! interpreter is missing reports 127 naming the interpreter", async (t) => {
+  await using dir = await tempDir();
+  const script = `${dir.path}/build.sh`;
+  await Deno.writeTextFile(script, "#!/nonexistent/bin/sh -e\necho built\n", { mode: 0o755 });
+  const expected = new RegExp(
+    `^phonehome: Cannot start the build command "[^"]*build\\.sh": its interpreter ` +
+      `"/nonexistent/bin/sh" \\(from the #! line of ${script}\\) was not found; check the ` +
+      `script's first line\\.\\n$`,
+  );
+  await t.step("by its path", async () => {
+    const result = await runBuild([script]);
+    assert.equal(result.code, 127, result.stderr);
+    assert.match(result.stderr, expected);
+  });
+  await t.step("found on PATH", async () => {
+    const child = spawnPhonehome(["build", "--idle-interval=0", "--", "build.sh"], {
+      env: { PATH: `${dir.path}:${Deno.env.get("PATH") ?? ""}` },
+    });
+    const [stderr, status] = await Promise.all([readText(child.stderr), child.status]);
+    await child.stdout.cancel();
+    assert.equal(status.code, 127, stderr);
+    assert.match(stderr, expected);
+  });
+});
+
 Deno.test("--merge sends the build's stderr to stdout and keeps stderr for phonehome", async () => {
   const result = await runBuild(["sh", "-c", "echo out; echo err >&2; echo out2"], ["--merge"]);
   assert.equal(result.code, 0);

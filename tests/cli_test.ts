@@ -1,12 +1,26 @@
 /**
  * The command line: help for every command, one-line usage errors with status
- * 64, and the compile task.
+ * 64, limits of flag values, the README's configuration table, and the compile
+ * task.
  */
 
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { BUILDER_COMMANDS } from "../src/cli/builder_commands.ts";
+import { MAX_TIMER_MS, parseFlags } from "../src/cli/flags.ts";
+import { gcSpec } from "../src/cli/gc_command.ts";
 import { POD_COMMANDS } from "../src/cli/pod_commands.ts";
-import { CONFIG, DENO, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
+import { receiveSpec } from "../src/cli/receive_command.ts";
+import { OVERVIEW_WIDTH } from "../src/cli/run.ts";
+import { formatDuration } from "../src/format.ts";
+import { MIN_TOKEN_BYTES } from "../src/protocol.ts";
+import { CONFIG, DENO, freePort, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
+
+/** A secret long enough for every command. */
+const TOKEN = "cli-test-secret-value";
+
+/** A secret one byte too short. */
+const SHORT_TOKEN = "x".repeat(MIN_TOKEN_BYTES - 1);
 
 async function run(
   args: string[],
@@ -41,8 +55,24 @@ for (const spec of ALL_SPECS) {
 Deno.test("the overview lists every command", async () => {
   const result = await run(["--help"]);
   assert.equal(result.code, 0);
+  assert.equal(result.stderr, "");
   for (const { name } of ALL_SPECS) {
     assert.match(result.stdout, new RegExp(`^  ${name} `, "m"));
+  }
+});
+
+Deno.test("no command at all prints the usage to stderr and exits 64", async () => {
+  const result = await run([]);
+  assert.equal(result.code, 64);
+  assert.equal(result.stdout, "");
+  assert.match(result.stderr, /^Usage: phonehome <command> \[options\]\n/);
+});
+
+Deno.test(`the overview and every command's help fit in ${OVERVIEW_WIDTH} columns`, async () => {
+  for (const args of [["--help"], ...ALL_SPECS.map((spec) => [spec.name, "--help"])]) {
+    const { stdout } = await run(args);
+    const wide = stdout.split("\n").filter((line) => line.length > OVERVIEW_WIDTH);
+    assert.deepEqual(wide, [], `phonehome ${args.join(" ")}`);
   }
 });
 
@@ -63,13 +93,13 @@ const usageErrors: Array<[string, string[], Record<string, string>, RegExp]> = [
   ],
   [
     "a relay without a command",
-    ["relay", "--url=ws://h:1/", "--token=t"],
+    ["relay", "--url=ws://h:1/", `--token=${TOKEN}`],
     {},
     /No build command given/,
   ],
   [
     "a relay without a URL",
-    ["relay", "--token=t", "--", "true"],
+    ["relay", `--token=${TOKEN}`, "--", "true"],
     {},
     /No receiver URL: set --url or PHONEHOME_URL\./,
   ],
@@ -81,7 +111,7 @@ const usageErrors: Array<[string, string[], Record<string, string>, RegExp]> = [
   ],
   [
     "an http URL",
-    ["relay", "--url=http://h:1/", "--token=t", "--", "true"],
+    ["relay", "--url=http://h:1/", `--token=${TOKEN}`, "--", "true"],
     {},
     /--url must start with ws:\/\/ or wss:\/\//,
   ],
@@ -105,7 +135,7 @@ const usageErrors: Array<[string, string[], Record<string, string>, RegExp]> = [
   ],
   [
     "a window beyond the limit",
-    ["relay", "--window=999999999", "--url=ws://h:1/", "--token=t", "--", "true"],
+    ["relay", "--window=999999999", "--url=ws://h:1/", `--token=${TOKEN}`, "--", "true"],
     {},
     /--window must be at most/,
   ],
@@ -121,6 +151,86 @@ const usageErrors: Array<[string, string[], Record<string, string>, RegExp]> = [
     {},
     /Unexpected argument "make": put the build command after "--"\./,
   ],
+  [
+    "a connect timeout of 2^31 ms, which no timer can wait",
+    ["receive", "--connect-timeout=2147483648"],
+    {},
+    /^phonehome: --connect-timeout is too large: 2147483648; the most it can be is 2147483647 ms/,
+  ],
+  [
+    "a drain grace of 2^31 ms",
+    ["build", "--drain-grace=2147483648", "--", "true"],
+    {},
+    /--drain-grace is too large: 2147483648; the most it can be is 2147483647 ms/,
+  ],
+  [
+    "an idle interval of 2^31 ms from the environment",
+    ["receive"],
+    { SESSION_IDLE_INTERVAL: "2147483648" },
+    /SESSION_IDLE_INTERVAL \(from the environment\) is too large: 2147483648/,
+  ],
+  [
+    "a relay's drain grace of 2^31 ms",
+    ["relay", "--drain-grace=2147483648", "--url=ws://h:1/", `--token=${TOKEN}`, "--", "true"],
+    {},
+    /--drain-grace is too large/,
+  ],
+  [
+    "a number beyond the safe integers",
+    ["receive", "--connect-timeout=99999999999999999999"],
+    {},
+    /--connect-timeout is too large: 99999999999999999999; the most it can be is 2147483647 ms/,
+  ],
+  [
+    "a listen host that does not resolve",
+    ["receive", "--listen=256.1.1.1:0"],
+    {},
+    /^phonehome: Cannot listen on 256\.1\.1\.1:0: "256\.1\.1\.1" is not an address of this machine, nor a name that resolves to one; check --listen\.\n$/,
+  ],
+  [
+    "a build's listen host that does not resolve",
+    ["build", "--", "true"],
+    { PHONEHOME_LISTEN: "256.1.1.1:0" },
+    /Cannot listen on 256\.1\.1\.1:0: .*check PHONEHOME_LISTEN \(from the environment\)\./,
+  ],
+  [
+    "an advertised host with a space in it",
+    ["build", "--advertise-host=bad host", "--", "true"],
+    {},
+    /^phonehome: --advertise-host must be a host name or IP address for the relay to dial, not "bad host"\.\n$/,
+  ],
+  [
+    "an advertised host from the environment that no URL can hold",
+    ["receive"],
+    { POD_IP: "10.0.0.7/24" },
+    /POD_IP \(from the environment\) must be a host name or IP address/,
+  ],
+  ...(["receive", "build", "relay"] as const).flatMap((
+    command,
+  ): Array<[string, string[], Record<string, string>, RegExp]> => {
+    const tail = command === "receive" ? [] : ["--", "true"];
+    const url = command === "relay" ? ["--url=ws://127.0.0.1:1/"] : [];
+    return [
+      [
+        `an empty --token for ${command}`,
+        [command, ...url, "--token", "", ...tail],
+        {},
+        /^phonehome: --token is empty: a secret needs at least 16 bytes; /,
+      ],
+      [
+        `a ${MIN_TOKEN_BYTES - 1}-byte --token for ${command}`,
+        [command, ...url, `--token=${SHORT_TOKEN}`, ...tail],
+        {},
+        /^phonehome: --token is only 15 bytes long: a secret needs at least 16 bytes; /,
+      ],
+      [
+        `a ${MIN_TOKEN_BYTES - 1}-byte PHONEHOME_TOKEN for ${command}`,
+        [command, ...url, ...tail],
+        { PHONEHOME_TOKEN: SHORT_TOKEN },
+        /^phonehome: PHONEHOME_TOKEN \(from the environment\) is only 15 bytes long/,
+      ],
+    ];
+  }),
 ];
 for (const [what, args, env, message] of usageErrors) {
   Deno.test(`${what} is a one-line usage error with status 64`, async () => {
@@ -131,6 +241,116 @@ for (const [what, args, env, message] of usageErrors) {
     assert.equal(result.stderr.split("\n").length, 2, `one line: ${JSON.stringify(result.stderr)}`);
   });
 }
+
+Deno.test("a secret of exactly the minimum length is accepted", async () => {
+  // The relay gets past its checks and runs the build, though no receiver listens.
+  const result = await run([
+    "relay",
+    `--url=ws://127.0.0.1:${freePort()}/`,
+    `--token=${"x".repeat(MIN_TOKEN_BYTES)}`,
+    "--connect-timeout=1",
+    "--no-tee",
+    "--",
+    "sh",
+    "-c",
+    "exit 3",
+  ]);
+  assert.equal(result.code, 3, result.stderr);
+});
+
+Deno.test("durations in messages are rounded to whole milliseconds", async (t) => {
+  await t.step("formatDuration", () => {
+    assert.equal(formatDuration(485.96214299999997), "486ms");
+    assert.equal(formatDuration(999.6), "1s");
+    assert.equal(formatDuration(1234.5), "1.2s");
+    assert.equal(formatDuration(59_999), "1m");
+    assert.equal(formatDuration(MAX_TIMER_MS), "596h31m24s");
+  });
+  await t.step("a relay retrying an unreachable receiver", async () => {
+    const result = await run([
+      "relay",
+      `--url=ws://127.0.0.1:${freePort()}/`,
+      `--token=${TOKEN}`,
+      "--connect-timeout=700",
+      "--no-tee",
+      "--",
+      "true",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /retrying for up to \d+ms\./);
+    assert.doesNotMatch(result.stderr, /\d\.\d*ms/);
+  });
+});
+
+Deno.test("time flags accept up to 2^31-1 ms, and an age for gc more", () => {
+  const env = (): undefined => undefined;
+  const at = (value: string): number | undefined =>
+    parseFlags(receiveSpec, [`--connect-timeout=${value}`], env).integer("connect-timeout");
+  assert.equal(at(String(MAX_TIMER_MS)), MAX_TIMER_MS);
+  assert.throws(() => at(String(MAX_TIMER_MS + 1)), /is too large/);
+  assert.throws(() => at("99999999999999999999"), /is too large/);
+  assert.throws(() => at("-1"), /must be a whole number/);
+  // --older-than is an age to compare with, never a timer's delay: a year is fine.
+  const year = 365 * 24 * 3_600_000;
+  assert.equal(parseFlags(gcSpec, [`--older-than=${year}`], env).integer("older-than"), year);
+});
+
+Deno.test("a --token-file that cannot be written is named, not the --url-file beside it", async () => {
+  await using dir = await tempDir();
+  const tokenFile = `${dir.path}/missing/token`;
+  const result = await run([
+    "receive",
+    "--listen=127.0.0.1:0",
+    `--url-file=${dir.path}/url`,
+    `--token-file=${tokenFile}`,
+  ]);
+  assert.equal(result.code, 64, result.stderr);
+  assert.match(result.stderr, new RegExp(`^phonehome: Cannot write ${tokenFile}: `));
+  assert.doesNotMatch(result.stderr, /\/url\b/);
+});
+
+Deno.test("the README's configuration table lists each flag under the commands that take it", () => {
+  const readme = Deno.readTextFileSync(fileURLToPath(new URL("../README.md", import.meta.url)));
+  const section = readme.slice(
+    readme.indexOf("## Configuration"),
+    readme.indexOf("## Exit status"),
+  );
+  const rows = section.split("\n").filter((line) => line.startsWith("| `--"));
+  assert.ok(rows.length > 10, "the table was found");
+  for (const row of rows) {
+    const cells = row.split("|").map((cell) => cell.trim());
+    const flag = /^`--([a-z-]+)`$/.exec(cells[1])?.[1];
+    assert.ok(flag !== undefined, row);
+    const listed = cells[4].replace(/\([^)]*\)/g, "").split(",").map((c) => c.trim()).sort();
+    const taking = ALL_SPECS.filter((spec) => spec.flags.some((f) => f.name === flag))
+      .map((spec) => spec.name).sort();
+    assert.deepEqual(listed, taking, `--${flag}`);
+  }
+});
+
+Deno.test("the README's shell examples need only what 'Try it' installed: npx, not deno or phonehome", () => {
+  const readme = Deno.readTextFileSync(fileURLToPath(new URL("../README.md", import.meta.url)));
+  const blocks = [...readme.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+  assert.ok(blocks.length > 3, "the examples were found");
+  const lines = blocks.flatMap((block) => block.split("\n"));
+  // A command (after any VAR=value settings) must not be one that "Try it" leaves off PATH.
+  const offPath = lines.filter((line) =>
+    /^\s*(?:[A-Z_]+=\S+\s+)*(?:deno|phonehome|phonehome-builder|phonehome-relay)\s/.test(line)
+  );
+  assert.deepEqual(offPath, []);
+});
+
+Deno.test("the phonehome task runs the command line from the checkout, as the README shows", async () => {
+  const result = await new Deno.Command(DENO, {
+    args: ["task", "-q", `--config=${CONFIG}`, "phonehome", "build", "--idle-interval=0", "--"]
+      .concat(["sh", "-c", "echo from the task; exit 6"]),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(result.code, 6, new TextDecoder().decode(result.stderr));
+  assert.equal(new TextDecoder().decode(result.stdout), "from the task\n");
+});
 
 Deno.test("a listen address already in use is a usage error naming it", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -144,46 +364,58 @@ Deno.test("a listen address already in use is a usage error naming it", async ()
   }
 });
 
-const compileHostReachable = await fetch("https://dl.deno.land/", {
-  method: "HEAD",
-  signal: AbortSignal.timeout(5000),
-})
-  .then(() => true, () => false);
+/** Whether Deno's download host answers, from inside a test: never at module load. */
+async function compileHostReachable(): Promise<boolean> {
+  try {
+    const response = await fetch("https://dl.deno.land/", {
+      method: "HEAD",
+      signal: AbortSignal.timeout(5000),
+    });
+    await response.body?.cancel();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
-Deno.test({
-  name: "deno task compile explains in one line why it cannot fetch its base binary",
-  ignore: compileHostReachable,
-  async fn(): Promise<void> {
-    await using dir = await tempDir();
-    const result = await new Deno.Command(DENO, {
-      args: ["task", `--config=${CONFIG}`, "compile", dir.path],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(result.stderr).replace(/^.*Task.*\n/m, "");
-    assert.equal(result.code, 69);
-    assert.match(
-      stderr,
-      /^compile: deno compile could not download its base binary \(https:\/\/\S+denort\S+\)/,
-    );
-    assert.equal(stderr.trim().split("\n").length, 1);
-  },
-});
-
-Deno.test({
-  name: "the compiled binaries run a build, one per side (skipped where deno compile " +
-    "cannot download its base binary, as on the project's CI)",
-  ignore: !compileHostReachable,
-  async fn(): Promise<void> {
-    await using dir = await tempDir();
-    const compiled = await new Deno.Command(DENO, {
-      args: ["task", `--config=${CONFIG}`, "compile", dir.path],
-    }).output();
-    assert.equal(compiled.code, 0);
-    const result = await new Deno.Command(`${dir.path}/phonehome-builder`, {
-      args: ["build", "--idle-interval=0", "--", "sh", "-c", "echo compiled; exit 9"],
-    }).output();
-    assert.equal(result.code, 9);
-    assert.equal(new TextDecoder().decode(result.stdout), "compiled\n");
-  },
+Deno.test("deno task compile", async (t) => {
+  const reachable = await compileHostReachable();
+  await t.step({
+    name: "the compiled binaries run a build, one per side" +
+      (reachable ? "" : " (skipped: deno compile cannot download its base binary from " +
+        "dl.deno.land here, as on the project's CI)"),
+    ignore: !reachable,
+    async fn(): Promise<void> {
+      await using dir = await tempDir();
+      const compiled = await new Deno.Command(DENO, {
+        args: ["task", `--config=${CONFIG}`, "compile", dir.path],
+      }).output();
+      assert.equal(compiled.code, 0);
+      const result = await new Deno.Command(`${dir.path}/phonehome-builder`, {
+        args: ["build", "--idle-interval=0", "--", "sh", "-c", "echo compiled; exit 9"],
+      }).output();
+      assert.equal(result.code, 9);
+      assert.equal(new TextDecoder().decode(result.stdout), "compiled\n");
+    },
+  });
+  await t.step({
+    name: "explains in one line why it cannot fetch its base binary" +
+      (reachable ? " (skipped: dl.deno.land is reachable here)" : ""),
+    ignore: reachable,
+    async fn(): Promise<void> {
+      await using dir = await tempDir();
+      const result = await new Deno.Command(DENO, {
+        args: ["task", `--config=${CONFIG}`, "compile", dir.path],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(result.stderr).replace(/^.*Task.*\n/m, "");
+      assert.equal(result.code, 69);
+      assert.match(
+        stderr,
+        /^compile: deno compile could not download its base binary \(https:\/\/\S+denort\S+\)/,
+      );
+      assert.equal(stderr.trim().split("\n").length, 1);
+    },
+  });
 });

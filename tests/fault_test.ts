@@ -51,13 +51,17 @@ interface RunOptions {
   /** Names the run in failure messages (the seed, for random plans). */
   label: string;
   pingIntervalMs?: number;
+  /** Run the build with one pipe for stdout and stderr (relay --merge). */
+  merge?: boolean;
 }
 
 const NOTE_START = new TextEncoder().encode("phonehome: ");
 
 /**
  * Splits the receiver's stderr into the build's bytes and phonehome's own
- * notes, which are written whole between the build's chunks.
+ * notes, which are written whole between the build's chunks, each on a line of
+ * its own: the build's stderr (emit.ts) holds no newline, so a newline right
+ * before a note is phonehome's.
  */
 function separateNotes(bytes: Uint8Array): { output: Uint8Array; notes: string[] } {
   const output: number[] = [];
@@ -65,6 +69,7 @@ function separateNotes(bytes: Uint8Array): { output: Uint8Array; notes: string[]
   let i = 0;
   while (i < bytes.length) {
     if (NOTE_START.every((b, j) => bytes[i + j] === b)) {
+      if (output.at(-1) === 10) output.pop();
       const end = bytes.indexOf(10, i);
       notes.push(new TextDecoder().decode(bytes.subarray(i, end)));
       i = end + 1;
@@ -115,7 +120,16 @@ async function runThroughProxy(options: RunOptions): Promise<FaultRun> {
       "3",
     );
   const relay = spawnPhonehome(
-    ["relay", "--no-tee", "--window=262144", "--reconnect-grace=20000", ping, "--", ...command],
+    [
+      "relay",
+      "--no-tee",
+      "--window=262144",
+      "--reconnect-grace=20000",
+      ping,
+      ...(options.merge ? ["--merge"] : []),
+      "--",
+      ...command,
+    ],
     {
       env: {
         PHONEHOME_URL: `ws://127.0.0.1:${proxy.port}${STREAM_PATH}`,
@@ -146,13 +160,15 @@ async function runThroughProxy(options: RunOptions): Promise<FaultRun> {
     const wrote = JSON.parse(await Deno.readTextFile(report));
     assert.equal(relayStatus.code, 3, context);
     assert.equal(receiverStatus.code, 3, context);
-    compare(context, "stdout", stdout, wrote.stdout);
-    compare(
-      context,
-      "stderr",
-      { bytes: buildStderr.length, sha256: sha256(buildStderr) },
-      wrote.stderr,
-    );
+    const stderrGot = { bytes: buildStderr.length, sha256: sha256(buildStderr) };
+    if (options.merge) {
+      // One pipe carries both streams: stdout holds everything, in the order it was written.
+      compare(context, "stdout", stdout, wrote.combined);
+      compare(context, "stderr", stderrGot, { bytes: 0, sha256: sha256("") });
+    } else {
+      compare(context, "stdout", stdout, wrote.stdout);
+      compare(context, "stderr", stderrGot, wrote.stderr);
+    }
   }
   return { relayLog, receiverLog, proxy };
 }
@@ -173,6 +189,23 @@ Deno.test("the stream survives many cuts at random byte offsets in both directio
             ? { cutAfter: { direction: "up", bytes: Math.floor(random() * 1.5 * MiB) } }
             : { cutAfter: { direction: "down", bytes: Math.floor(random() * 400) } };
         },
+      });
+      assert.ok(run.proxy.stats.cuts >= 1, `seed ${seed}: no cut happened`);
+    });
+  }
+});
+
+Deno.test("with one pipe for both streams, cuts and resends keep the build's own order", async (t) => {
+  for (const seed of [5, 6]) {
+    await t.step(`seed ${seed}`, async () => {
+      const random = seededRandom(seed);
+      const run = await runThroughProxy({
+        label: `merged, seed ${seed}`,
+        merge: true,
+        plan: (index) =>
+          index < 4
+            ? { cutAfter: { direction: "up", bytes: Math.floor(random() * 1.5 * MiB) } }
+            : {},
       });
       assert.ok(run.proxy.stats.cuts >= 1, `seed ${seed}: no cut happened`);
     });
@@ -270,7 +303,15 @@ Deno.test("a build silent for many ping timeouts is never declared dead", async 
   assert.doesNotMatch(run.relayLog, /Lost the connection/);
 });
 
-Deno.test("fault suite summary: drops injected, bytes resent, nothing lost or duplicated", () => {
+Deno.test("fault suite summary: drops injected, bytes resent, nothing lost or duplicated", async () => {
+  // A cut build of its own first, so the summary holds whether it runs alone, first or last.
+  const run = await runThroughProxy({
+    label: "summary",
+    stdoutBytes: MiB,
+    stderrBytes: 0,
+    plan: (i) => (i === 0 ? { cutAfter: { direction: "up", bytes: 256 * KiB } } : {}),
+  });
+  assert.ok(run.proxy.stats.cuts >= 1, "the summary's own fault was injected");
   console.log(
     `fault suite: ${totals.runs} builds, ${totals.drops} drops, ${totals.stalls} stalls, ` +
       `${totals.halfCloses} half-closes injected; ${totals.resentBytes} bytes resent; ` +

@@ -9,9 +9,18 @@ import assert from "node:assert/strict";
 import { CONFIG, DENO, MAIN, tempDir } from "./support/processes.ts";
 import { sshdUnavailable, startSshd } from "./support/sshd.ts";
 import {
+  findProgram,
+  missing,
+  pathOf,
+  skipNote as skipNoteFor,
+  unlessUnavailable,
+} from "./support/requirements.ts";
+import {
   createClone,
   createHookedRepo,
   EXAMPLE_DIR,
+  git,
+  gitEnv,
   missingInOrder,
   Push,
   refOf,
@@ -19,7 +28,10 @@ import {
 } from "./support/git_remote.ts";
 
 const sshdMissing = sshdUnavailable();
-const skipNote = sshdMissing === undefined ? "" : ` (skipped: ${sshdMissing})`;
+const skipNote = skipNoteFor(sshdMissing);
+
+/** Why the pushes over file:// cannot run here: they need git. */
+const gitMissing = missing(["git"]);
 
 /** A bin/compile that prints five numbered lines and a note on stderr, then succeeds. */
 const COMPILE_OK = [
@@ -31,10 +43,9 @@ const COMPILE_OK = [
 ].join("\n");
 
 /**
- * The lines of a successful build, in the order they must arrive: each written
- * whole by one write to stdout. (The progress bar is drawn by many writes, so a
- * stderr line may land inside it: the two streams are only ordered each on its
- * own, and git shows both on one channel.)
+ * The lines of a successful build, in the order they must arrive: a hook's
+ * stdout and stderr are one pipe, so phonehome gives the build one pipe too,
+ * and its stderr lines arrive exactly where it wrote them.
  */
 function successLines(sha: string, app: string): string[] {
   return [
@@ -43,12 +54,15 @@ function successLines(sha: string, app: string): string[] {
     "       Received 1 file",
     "\x1b[1G-----> App with its own bin/compile detected",
     "\x1b[1G-----> Restoring cache",
+    "       [##########] 100%",
+    "       warning: no cache yet, so this build starts from scratch",
     "\x1b[1G-----> Compiling",
     "       compiled module 1 of 5",
     "       compiled module 2 of 5",
     "       compiled module 3 of 5",
     "       compiled module 4 of 5",
     "       compiled module 5 of 5",
+    "       a note on stderr",
     "\x1b[1G-----> Build succeeded",
     "Build complete.",
   ];
@@ -77,12 +91,10 @@ Deno.test({
     // The progress bar's carriage returns reached git, which starts a new `remote: ` at each.
     assert.match(result.stderr, /\rremote: {8}\[#{5} {5}\] {2}50%/);
     assert.match(result.stderr, /\rremote: {8}\[##########\] 100%/);
-    // stderr is ordered on its own, not against stdout: a stderr line may even land inside
-    // the progress bar's line, which has no newline until it is complete.
-    assert.ok(result.stderr.includes("       a note on stderr"), result.stderr);
-    assert.ok(
-      result.stderr.includes("       warning: no cache yet, so this build starts from scratch"),
+    // The warning on stderr follows the finished progress bar at once, as the build wrote it.
+    assert.match(
       result.stderr,
+      /100% *\nremote: {8}warning: no cache yet, so this build starts from scratch *\n/,
     );
     assert.match(result.stderr, /\* \[new branch\]\s+HEAD -> main/);
     assert.equal(await refOf(repo, "refs/heads/main"), sha);
@@ -246,87 +258,157 @@ Deno.test({
   },
 });
 
-Deno.test("a push over the local file:// transport runs the same hook and build", async () => {
-  await using dir = await tempDir();
-  const repo = `${dir.path}/web.git`;
-  await createHookedRepo(repo, { workRoot: dir.path });
-  const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
+Deno.test(unlessUnavailable(gitMissing, {
+  name: "a push over the local file:// transport runs the same hook and build",
+  fn: async () => {
+    await using dir = await tempDir();
+    const repo = `${dir.path}/web.git`;
+    await createHookedRepo(repo, { workRoot: dir.path });
+    const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
 
-  const result = await Push.start({ cwd: `${dir.path}/clone`, url: `file://${repo}` }).result();
+    const result = await Push.start({ cwd: `${dir.path}/clone`, url: `file://${repo}` }).result();
 
-  assert.equal(result.code, 0, result.stderr);
-  assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
-  assert.equal(await refOf(repo, "refs/heads/main"), sha);
-});
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
+    assert.equal(await refOf(repo, "refs/heads/main"), sha);
+  },
+}));
 
-Deno.test("a push of two branches builds each with its own variables, and a deletion builds nothing", async () => {
-  await using dir = await tempDir();
-  const repo = `${dir.path}/web.git`;
-  await createHookedRepo(repo, { workRoot: dir.path });
-  const sha = await createClone(`${dir.path}/clone`, {
-    "bin/compile": [
+Deno.test(unlessUnavailable(gitMissing, {
+  name: "a push of two branches builds each with its own variables, and a deletion builds nothing",
+  fn: async () => {
+    await using dir = await tempDir();
+    const repo = `${dir.path}/web.git`;
+    await createHookedRepo(repo, { workRoot: dir.path });
+    const sha = await createClone(`${dir.path}/clone`, {
+      "bin/compile": [
+        "#!/bin/sh",
+        'echo "app=$APP_NAME ref=$SOURCE_REF sha=$SOURCE_VERSION git_dir=${GIT_DIR:-unset}"',
+        "",
+      ].join("\n"),
+    });
+
+    const both = await Push.start({
+      cwd: `${dir.path}/clone`,
+      url: `file://${repo}`,
+      refspecs: ["HEAD:refs/heads/main", "HEAD:refs/heads/staging"],
+    }).result();
+
+    assert.equal(both.code, 0, both.stderr);
+    assert.deepEqual(
+      both.remote.filter((line) => /^(app=|Starting build|Build complete)/.test(line)),
+      ["refs/heads/main", "refs/heads/staging"].flatMap((ref) => [
+        "Starting build... but first, coffee!",
+        `app=web ref=${ref} sha=${sha} git_dir=unset`,
+        "Build complete.",
+      ]),
+    );
+
+    const deletion = await Push.start({
+      cwd: `${dir.path}/clone`,
+      url: `file://${repo}`,
+      refspecs: [":refs/heads/staging"],
+    }).result();
+
+    assert.equal(deletion.code, 0, deletion.stderr);
+    assert.deepEqual(deletion.remote, [
+      "Skipping refs/heads/staging: it is being deleted, there is nothing to build.",
+    ]);
+    assert.equal(await refOf(repo, "refs/heads/staging"), undefined);
+  },
+}));
+
+Deno.test(unlessUnavailable(gitMissing, {
+  name: "a hook installed with PHONEHOME_BIN calls that program as phonehome",
+  fn: async () => {
+    await using dir = await tempDir();
+    // Stands in for a compiled phonehome-builder, and notes how the hook called it.
+    const bin = `${dir.path}/phonehome-builder`;
+    await Deno.writeTextFile(
+      bin,
+      [
+        "#!/bin/sh",
+        `printf '%s\\n' "$@" > '${dir.path}/arguments'`,
+        `exec '${DENO}' run -A --quiet '--config=${CONFIG}' '${MAIN}' "$@"`,
+        "",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
+    const repo = `${dir.path}/web.git`;
+    await createHookedRepo(repo, { workRoot: dir.path, installEnv: { PHONEHOME_BIN: bin } });
+    const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
+
+    const result = await Push.start({ cwd: `${dir.path}/clone`, url: `file://${repo}` }).result();
+
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
+    const args = (await Deno.readTextFile(`${dir.path}/arguments`)).trim().split("\n");
+    assert.equal(args[0], "build");
+    assert.match(args[1], /^--watch-output=\/proc\/\d+\/fd\/1$/);
+    assert.deepEqual(args.slice(2), ["--", `${EXAMPLE_DIR}/build.sh`]);
+  },
+}));
+
+/** What install.sh runs, besides the shell's built-ins and deno or npx. */
+const INSTALL_PROGRAMS = ["sh", "git", "dirname", "sed", "mkdir", "cp", "chmod"];
+
+/**
+ * Runs install.sh on a new bare repository under `dir` with PATH holding only
+ * INSTALL_PROGRAMS and `extra` (name to script), without DENO or PHONEHOME_BIN.
+ */
+async function installWithout(
+  dir: string,
+  extra: Record<string, string>,
+): Promise<{ code: number; stderr: string; repo: string }> {
+  const bin = await pathOf(`${dir}/bin`, INSTALL_PROGRAMS);
+  for (const [name, script] of Object.entries(extra)) {
+    await Deno.writeTextFile(`${bin}/${name}`, script, { mode: 0o755 });
+  }
+  const repo = `${dir}/web.git`;
+  await git("/", "init", "-q", "--bare", repo);
+  const result = await new Deno.Command(findProgram("sh") ?? "/bin/sh", {
+    args: [`${EXAMPLE_DIR}/install.sh`, repo],
+    env: gitEnv({ PATH: bin }),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code: result.code, stderr: new TextDecoder().decode(result.stderr), repo };
+}
+
+Deno.test(unlessUnavailable(gitMissing, {
+  name: "install.sh without DENO and without deno on PATH records the deno that npx runs",
+  fn: async () => {
+    await using dir = await tempDir();
+    // Stands in for npx (which needs no network once it has deno@2.9.6): runs the tests' deno.
+    const npx = [
       "#!/bin/sh",
-      'echo "app=$APP_NAME ref=$SOURCE_REF sha=$SOURCE_VERSION git_dir=${GIT_DIR:-unset}"',
+      '[ "$1 $2" = "--yes deno@2.9.6" ] || { echo "unexpected npx $*" >&2; exit 2; }',
+      "shift 2",
+      `exec '${DENO}' "$@"`,
       "",
-    ].join("\n"),
-  });
+    ].join("\n");
+    const { code, stderr, repo } = await installWithout(dir.path, { npx });
+    assert.equal(code, 0, stderr);
+    const settings = await Deno.readTextFile(`${repo}/hooks/phonehome.env`);
+    assert.ok(settings.split("\n").includes(`PHONEHOME_DENO='${DENO}'`), settings);
+  },
+}));
 
-  const both = await Push.start({
-    cwd: `${dir.path}/clone`,
-    url: `file://${repo}`,
-    refspecs: ["HEAD:refs/heads/main", "HEAD:refs/heads/staging"],
-  }).result();
-
-  assert.equal(both.code, 0, both.stderr);
-  assert.deepEqual(
-    both.remote.filter((line) => /^(app=|Starting build|Build complete)/.test(line)),
-    ["refs/heads/main", "refs/heads/staging"].flatMap((ref) => [
-      "Starting build... but first, coffee!",
-      `app=web ref=${ref} sha=${sha} git_dir=unset`,
-      "Build complete.",
-    ]),
-  );
-
-  const deletion = await Push.start({
-    cwd: `${dir.path}/clone`,
-    url: `file://${repo}`,
-    refspecs: [":refs/heads/staging"],
-  }).result();
-
-  assert.equal(deletion.code, 0, deletion.stderr);
-  assert.deepEqual(deletion.remote, [
-    "Skipping refs/heads/staging: it is being deleted, there is nothing to build.",
-  ]);
-  assert.equal(await refOf(repo, "refs/heads/staging"), undefined);
-});
-
-Deno.test("a hook installed with PHONEHOME_BIN calls that program as phonehome", async () => {
-  await using dir = await tempDir();
-  // Stands in for a compiled phonehome-builder, and notes how the hook called it.
-  const bin = `${dir.path}/phonehome-builder`;
-  await Deno.writeTextFile(
-    bin,
-    [
-      "#!/bin/sh",
-      `printf '%s\\n' "$@" > '${dir.path}/arguments'`,
-      `exec '${DENO}' run -A --quiet '--config=${CONFIG}' '${MAIN}' "$@"`,
-      "",
-    ].join("\n"),
-    { mode: 0o755 },
-  );
-  const repo = `${dir.path}/web.git`;
-  await createHookedRepo(repo, { workRoot: dir.path, installEnv: { PHONEHOME_BIN: bin } });
-  const sha = await createClone(`${dir.path}/clone`, { "bin/compile": COMPILE_OK });
-
-  const result = await Push.start({ cwd: `${dir.path}/clone`, url: `file://${repo}` }).result();
-
-  assert.equal(result.code, 0, result.stderr);
-  assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
-  const args = (await Deno.readTextFile(`${dir.path}/arguments`)).trim().split("\n");
-  assert.equal(args[0], "build");
-  assert.match(args[1], /^--watch-output=\/proc\/\d+\/fd\/1$/);
-  assert.deepEqual(args.slice(2), ["--", `${EXAMPLE_DIR}/build.sh`]);
-});
+Deno.test(unlessUnavailable(gitMissing, {
+  name: "install.sh without deno or npx says in one line how to point it at a deno",
+  fn: async () => {
+    await using dir = await tempDir();
+    const { code, stderr } = await installWithout(dir.path, {});
+    assert.equal(code, 64, stderr);
+    assert.match(
+      stderr,
+      /^Cannot find deno: set DENO to its path \(with Node\.js, npx --yes deno@/,
+    );
+    assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  },
+}));
 
 Deno.test("remote lines are read from git's stderr without prefix, padding or carriage returns", () => {
   assert.deepEqual(

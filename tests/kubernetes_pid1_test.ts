@@ -1,9 +1,10 @@
 /**
  * In a build pod the container's first process is PID 1. The example build
  * image (deploy/example-build-image) runs tini as PID 1 with the relay as its
- * child: tini reaps the build's orphans and passes the kubelet's SIGTERM on to
- * the relay, which passes it on to the build. These tests run exactly that, in
- * a new PID namespace, with a real receiver.
+ * child: tini passes the kubelet's SIGTERM on to the relay, which passes it on
+ * to the build, and reaps whatever outlives the relay; while the build runs,
+ * the relay adopts and reaps the build's orphans itself. These tests run
+ * exactly that, in a new PID namespace, with a real receiver.
  */
 
 import assert from "node:assert/strict";
@@ -16,20 +17,10 @@ import {
   tempDir,
   waitForFile,
 } from "./support/processes.ts";
+import { unavailable, unlessUnavailable } from "./support/requirements.ts";
 
-function unavailable(): string | undefined {
-  if (Deno.uid() !== 0) return "a PID namespace needs root";
-  for (const tool of ["/usr/bin/tini", "/usr/bin/unshare"]) {
-    try {
-      Deno.statSync(tool);
-    } catch {
-      return `${tool} is missing`;
-    }
-  }
-  return undefined;
-}
-
-const skip = unavailable();
+/** Why a container cannot be imitated here: a PID namespace needs root, unshare and tini. */
+const skip = unavailable({ root: "for a PID namespace", programs: ["unshare", "tini"] });
 
 /** A receiver, and a relay under tini as PID 1 of a new PID namespace, running `script`. */
 async function pod(dir: string, script: string): Promise<{
@@ -66,11 +57,8 @@ async function pod(dir: string, script: string): Promise<{
   return { receiver, container };
 }
 
-Deno.test({
-  name: skip === undefined
-    ? "under tini as PID 1 the build's orphaned processes are reaped"
-    : `under tini as PID 1 the build's orphaned processes are reaped (skipped: ${skip})`,
-  ignore: skip !== undefined,
+Deno.test(unlessUnavailable(skip, {
+  name: "under tini as PID 1 the build's orphaned processes are adopted and reaped by the relay",
   fn: async () => {
     await using dir = await tempDir();
     const { receiver, container } = await pod(
@@ -78,7 +66,9 @@ Deno.test({
       [
         // The inner shell exits at once, so its background child is orphaned.
         "orphan=$(sh -c 'sleep 0.2 >/dev/null 2>&1 & echo $!')",
-        "echo \"orphan's parent is pid $(cut -d' ' -f4 /proc/$orphan/stat)\"",
+        "parent=$(cut -d' ' -f4 /proc/$orphan/stat)",
+        'if [ "$parent" = "$PPID" ]; then echo "orphan\'s parent is the relay"; ' +
+        'else echo "orphan\'s parent is pid $parent"; fi',
         "i=0",
         "while [ -e /proc/$orphan ] && [ $i -lt 400 ]; do i=$((i+1)); sleep 0.05; done",
         "if [ -e /proc/$orphan ]; then echo \"left as $(cut -d' ' -f3 /proc/$orphan/stat)\"; " +
@@ -95,15 +85,12 @@ Deno.test({
     ]);
     assert.equal(status.code, 0, stderr);
     assert.equal(containerStatus.code, 0);
-    assert.equal(stdout, "orphan's parent is pid 1\nreaped\n");
+    assert.equal(stdout, "orphan's parent is the relay\nreaped\n");
   },
-});
+}));
 
-Deno.test({
-  name: skip === undefined
-    ? "under tini as PID 1 a SIGTERM to the container reaches the build through the relay"
-    : `under tini as PID 1 a SIGTERM to the container reaches the build through the relay (skipped: ${skip})`,
-  ignore: skip !== undefined,
+Deno.test(unlessUnavailable(skip, {
+  name: "under tini as PID 1 a SIGTERM to the container reaches the build through the relay",
   fn: async () => {
     await using dir = await tempDir();
     const { receiver, container } = await pod(
@@ -127,4 +114,4 @@ Deno.test({
     assert.equal(containerStatus.code, 143);
     assert.equal(await stdout.done, "ready\ngot TERM\n");
   },
-});
+}));

@@ -360,7 +360,7 @@ Deno.test("the Kubernetes client speaks HTTP/1.1 even to an API server that offe
   };
   diagnostics.subscribe("undici:client:connected", onConnected);
   try {
-    const client = KubeClient.load({ kubeconfig: k8s.kubeconfigPath });
+    const client = KubeClient.load({ kubeconfig: k8s.kubeconfigPath }, { budgetMs: 30_000 });
     const list = await client.listPods({ labelSelector: "phonehome/build=none" });
     assert.deepEqual(list.items, []);
   } finally {

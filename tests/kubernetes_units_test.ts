@@ -1,6 +1,6 @@
 /**
  * The Kubernetes backend's pure parts: names, flag parsing, templates, and
- * reading pod status.
+ * reading pod status (the retry policy's are in kubernetes_retry_test.ts).
  */
 
 import assert from "node:assert/strict";
@@ -46,6 +46,19 @@ Deno.test("the old builder's variables set the node selector and the pull policy
     "IfNotPresent",
   );
   assert.equal(settings(["--pull-policy=Never"], env).pullPolicy, "Never");
+});
+
+Deno.test("the API retry budget defaults to 30 s and comes from --api-retry-budget or PHONEHOME_API_RETRY_BUDGET", () => {
+  assert.deepEqual(settings(["--image=x"]).retry, { budgetMs: 30_000 });
+  assert.deepEqual(settings(["--image=x"], { PHONEHOME_API_RETRY_BUDGET: "5000" }).retry, {
+    budgetMs: 5000,
+  });
+  assert.deepEqual(settings(["--image=x", "--api-retry-budget=2000"]).retry, { budgetMs: 2000 });
+  assert.throws(
+    () => settings(["--api-retry-budget=10"]),
+    (error: unknown) =>
+      error instanceof UsageError && /--api-retry-budget must be at least 1000/.test(error.message),
+  );
 });
 
 Deno.test("malformed Kubernetes settings are usage errors that name their source", () => {

@@ -16,8 +16,9 @@ import {
   tempDir,
   waitForFile,
 } from "./support/processes.ts";
+import { missing, skipNote, unavailable } from "./support/requirements.ts";
 
-const TOKEN = "netns-secret";
+const TOKEN = "netns-suite-secret-value";
 const MiB = 1024 * 1024;
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -47,8 +48,8 @@ async function inNamespace(where: string, line: string): Promise<void> {
   await must(...(where ? ["ip", "netns", "exec", where] : []), ...line.split(" "));
 }
 
-const canUseNetns = Deno.uid() === 0 && (await sh("ip", "netns", "list")).ok;
-const skipReason = canUseNetns ? "" : " (skipped: needs root and ip netns)";
+/** Why the relay cannot get a network namespace of its own here (root and ip are needed). */
+const netnsMissing = unavailable({ root: "for network namespaces", programs: ["ip"] });
 
 /** A network namespace joined to this one by a veth pair on a /30 of its own. */
 interface Namespace extends AsyncDisposable {
@@ -155,9 +156,14 @@ async function streamAcross(
   return { relayLog, receiverLog };
 }
 
+/** The link-down test also holds the build at a FIFO. */
+const linkDownMissing = netnsMissing ?? missing(["mkfifo"]);
+
 Deno.test({
-  name: `a link taken down for longer than the ping timeout is survived${skipReason}`,
-  ignore: !canUseNetns,
+  name: `a link taken down for longer than the ping timeout is survived${
+    skipNote(linkDownMissing)
+  }`,
+  ignore: linkDownMissing !== undefined,
   async fn(): Promise<void> {
     await using ns = await createNamespace();
     await using dir = await tempDir();
@@ -187,17 +193,29 @@ Deno.test({
   },
 });
 
-const hasNetem = canUseNetns && await (async () => {
+/** Shaping the link needs tc; where netem is missing, the loss comes from nftables. */
+const shapingMissing = netnsMissing ?? missing(["tc"]);
+
+const hasNetem = shapingMissing === undefined && await (async () => {
   await using ns = await createNamespace();
   return (await sh("tc", "qdisc", "add", "dev", ns.hostLink, "root", "netem", "delay", "1ms")).ok;
 })();
 
+const lossyMissing = shapingMissing ?? (hasNetem ? undefined : missing(["nft"]));
+
+/** The lossy test's name says how the loss is made, once that is known. */
+function lossyName(): string {
+  if (shapingMissing !== undefined) {
+    return `a lossy, slow link delivers everything${skipNote(shapingMissing)}`;
+  }
+  if (hasNetem) return "a lossy, slow link (tc netem: 5% loss, 20 ms delay) delivers everything";
+  return "a lossy, slow link delivers everything (this kernel lacks tc netem: 5% loss by " +
+    `nftables and a 20 Mbit/s tc tbf instead)${skipNote(lossyMissing)}`;
+}
+
 Deno.test({
-  name: hasNetem
-    ? `a lossy, slow link (tc netem: 5% loss, 20 ms delay) delivers everything${skipReason}`
-    : `a lossy, slow link delivers everything (this kernel lacks tc netem: 5% loss by nftables ` +
-      `and a 20 Mbit/s tc tbf instead)${skipReason}`,
-  ignore: !canUseNetns,
+  name: lossyName(),
+  ignore: lossyMissing !== undefined,
   async fn(): Promise<void> {
     await using ns = await createNamespace();
     // Shaping applies to what leaves an interface: set it on both ends of the link.

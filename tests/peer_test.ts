@@ -303,3 +303,41 @@ Deno.test("a relay stopped while its window is full and unacknowledged still exi
   assert.equal(status.code, 143);
   assert.match(await stderr.done, /kept its output open|told to stop/);
 });
+
+Deno.test("a receiver that talks or closes in long non-ASCII text cannot crash the relay", async (t) => {
+  const long = "é".repeat(61);
+  const cases: Array<[string, (socket: WebSocket) => void]> = [
+    ["an unknown message type", (s) => s.send(JSON.stringify({ type: "ü".repeat(200) }))],
+    ["a close reason of 122 bytes", (s) => s.close(4002, long)],
+  ];
+  for (const [what, misbehave] of cases) {
+    await t.step(what, async () => {
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (r) => {
+        const { socket, response } = Deno.upgradeWebSocket(r);
+        socket.onmessage = (event) => {
+          if (typeof event.data === "string" && event.data.includes('"hello"')) {
+            socket.send(encodeControl({
+              type: "welcome",
+              version: PROTOCOL_VERSION,
+              acked: { stdout: 0, stderr: 0 },
+            }));
+            misbehave(socket);
+          }
+        };
+        return response;
+      });
+      const relay = spawnPhonehome(["relay", "--no-tee", "--", "sh", "-c", "echo built; exit 7"], {
+        env: {
+          PHONEHOME_URL: `ws://127.0.0.1:${server.addr.port}${STREAM_PATH}`,
+          PHONEHOME_TOKEN: TOKEN,
+        },
+      });
+      const [stderr, status] = await Promise.all([readText(relay.stderr), relay.status]);
+      await relay.stdout.cancel();
+      await server.shutdown();
+      assert.equal(status.code, 7, stderr);
+      assert.doesNotMatch(stderr, /Internal error|may not be longer/);
+      assert.match(stderr, /Could not phone home/);
+    });
+  }
+});

@@ -98,7 +98,12 @@ Deno.test("a wrong secret gets 401, is logged without the secret, and the real s
 Deno.test("a relay with the wrong secret gives up at once, and the build still runs to completion", async () => {
   await using dir = await tempDir();
   const receiver = await startReceiver(dir.path, ["--connect-timeout=60000"]);
-  const relay = startRelay(receiver.url, ["sh", "-c", "echo built; exit 4"], [], "not-the-secret");
+  const relay = startRelay(
+    receiver.url,
+    ["sh", "-c", "echo built; exit 4"],
+    [],
+    "not-the-secret-either-0123",
+  );
   const [out, err, status] = await Promise.all([
     readText(relay.stdout),
     readText(relay.stderr),
@@ -316,7 +321,7 @@ Deno.test("a second relay is refused while the first one streams, and the first 
   assert.equal(await receiver.stdout.done, "first\nsecond\n");
   assert.match(
     await receiver.stderr.done,
-    /Closed the connection from 127\.0\.0\.1:\d+: Another relay/,
+    /Closed a connection from 127\.0\.0\.1:\d+: Another relay/,
   );
 });
 
@@ -335,4 +340,17 @@ Deno.test("a relay told to stop while the receiver is unreachable stops retrying
   await stdout.done;
   assert.equal(status.code, 143);
   assert.match(await stderr.done, /told to stop before the receiver could be reached/);
+});
+
+Deno.test("with the local backend each message reaches the user once, not from both sides", async () => {
+  const child = spawnPhonehome(["build", "--idle-interval=0", "--", "no-such-command-xyz"]);
+  const [stdout, stderr, status] = await Promise.all([
+    readText(child.stdout),
+    readText(child.stderr),
+    child.status,
+  ]);
+  assert.equal(status.code, 127, stderr);
+  assert.equal(stdout, "");
+  assert.equal(stderr.match(/Cannot start the build command/g)?.length, 1, stderr);
+  assert.doesNotMatch(stderr, /phonehome relay:/);
 });

@@ -6,7 +6,8 @@
 # Usage: install.sh REPOSITORY...
 # Settings, from the environment of this script:
 #   PHONEHOME_BIN     a compiled phonehome-builder to call (then Deno is not needed)
-#   DENO              the deno binary for a source tree (default: deno on PATH)
+#   DENO              the deno binary for a source tree (default: deno on PATH, else the
+#                     one `npx --yes deno@2.9.6` runs, as the README's "Try it" installs)
 #   PHONEHOME_ROOT    the phonehome checkout (default: the one holding this script)
 #   BUILD_PROGRAM     the build to run (default: build.sh beside this script)
 #   BUILD_WORK_ROOT   where work directories go (default: $TMPDIR or /tmp at push time)
@@ -29,8 +30,13 @@ if [ -n "${PHONEHOME_BIN:-}" ]; then
   runner=$(assignment PHONEHOME_BIN "$PHONEHOME_BIN")
 else
   deno=${DENO:-$(command -v deno || true)}
+  if [ -z "$deno" ] && command -v npx >/dev/null 2>&1; then
+    # The deno that `npx --yes deno@2.9.6` runs, by its absolute path: the hook cannot use npx.
+    deno=$(npx --yes deno@2.9.6 eval 'console.log(Deno.execPath())' 2>/dev/null || true)
+  fi
   if [ -z "$deno" ] || [ ! -x "$deno" ]; then
-    echo "Cannot find deno: set DENO to its path, or PHONEHOME_BIN to a phonehome-builder." >&2
+    echo "Cannot find deno: set DENO to its path (with Node.js, npx --yes deno@2.9.6 eval" \
+      "'console.log(Deno.execPath())' prints it), or PHONEHOME_BIN to a phonehome-builder." >&2
     exit 64
   fi
   root=${PHONEHOME_ROOT:-$(cd "$here/../.." && pwd)}

@@ -11,6 +11,7 @@ import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { defaultRelayInvocation, runLocalBuild } from "../launchers/local.ts";
 import { kubernetesBuildFlags } from "../launchers/kubernetes/flags.ts";
 import { DEFAULT_OUTPUT_CHECK_INTERVAL_MS, OutputWatch } from "../receiver/output_watch.ts";
+import type { ReceiverOptions } from "../receiver/receiver.ts";
 import {
   drainGraceFlag,
   parseListen,
@@ -20,6 +21,7 @@ import {
 } from "./common_flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
 import { receiverOptions, startReceiver } from "./receive_command.ts";
+import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
 
 /** Backends `--backend` accepts. */
@@ -55,6 +57,14 @@ export const buildSpec: CommandSpec = {
           ...flag,
           default: undefined,
           help: `${flag.help} Defaults to 127.0.0.1:0, or 0.0.0.0:0 for the kubernetes backend.`,
+        }
+        : flag.name === "merge"
+        ? {
+          ...flag,
+          help: "Give the build one pipe for stdout and stderr, as 2>&1 does, and write it all " +
+            "to stdout: the order of the build's writes across both is then kept exactly. On " +
+            "by itself when this process's stdout and stderr are one file (a terminal, a git " +
+            "hook, > log 2>&1); --no-merge keeps the streams apart even then.",
         }
         : flag
     ),
@@ -96,11 +106,16 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
         `choose one of: ${BACKENDS.join(", ")}.`,
     );
   }
-  let options = receiverOptions(flags);
+  // One pipe for both of the build's outputs keeps the order of its writes exactly; worth it
+  // when they end up in one place anyway, unless --no-merge says otherwise.
+  const sameFile = stdoutIsStderr();
+  const merge = flags.optionalBoolean("merge") ?? sameFile;
+  let options: ReceiverOptions = { ...receiverOptions(flags), merge, sameFile };
   if (flags.string("listen") === undefined) {
     options = { ...options, ...parseListen(DEFAULT_LISTEN[backend], "--listen") };
   }
   const relayArgs = [
+    `--merge=${merge}`,
     `--window=${windowBytes(flags)}`,
     `--drain-grace=${flags.integer("drain-grace") ?? 2000}`,
     `--ping-interval=${flags.integer("ping-interval") ?? DEFAULT_PING_INTERVAL_MS}`,
@@ -116,7 +131,7 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
     })
     : undefined;
   if (kubernetes !== undefined) options = kubernetes.receiverOptions;
-  const receiver = startReceiver(options);
+  const receiver = startReceiver(options, flags.source("listen"));
   const watchOutput = flags.string("watch-output");
   let outputWatch: OutputWatch;
   try {
@@ -147,6 +162,7 @@ export async function runBuild(flags: ParsedFlags): Promise<number> {
   const stop = onTerminationSignal((signal, code) => {
     // The first signal lets the relay stop the build and report; a second one does not wait.
     if (++received > 1) {
+      signals.dispatchEvent(new Event("kill"));
       receiver.abort(code, `Stopped by a second ${signal}.`);
       return;
     }

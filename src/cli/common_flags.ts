@@ -10,6 +10,7 @@ import {
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_WINDOW_BYTES,
   MAX_WINDOW_BYTES,
+  MIN_TOKEN_BYTES,
   PING_TIMEOUT_INTERVALS,
 } from "../protocol.ts";
 import type { FlagSpec, ParsedFlags } from "./flags.ts";
@@ -20,8 +21,28 @@ export const tokenFlag: FlagSpec = {
   kind: "string",
   env: ["PHONEHOME_TOKEN"],
   valueName: "SECRET",
-  help: "The per-build secret the relay presents. Generated when absent.",
+  help: `The per-build secret the relay presents, at least ${MIN_TOKEN_BYTES} bytes. ` +
+    "Generated when absent.",
 };
+
+/**
+ * The `--token` of `flags`, or undefined when none was given; an empty or too
+ * short one (under {@linkcode MIN_TOKEN_BYTES} bytes) is a usage error naming
+ * where it came from. `remedy` ends the message: what to do instead.
+ */
+export function givenToken(flags: ParsedFlags, remedy: string): string | undefined {
+  const token = flags.string("token");
+  if (token === undefined) return undefined;
+  const bytes = new TextEncoder().encode(token).byteLength;
+  if (bytes < MIN_TOKEN_BYTES) {
+    const what = bytes === 0 ? "is empty" : `is only ${bytes} bytes long`;
+    throw new UsageError(
+      `${flags.source("token")} ${what}: a secret needs at least ${MIN_TOKEN_BYTES} bytes; ` +
+        `${remedy}.`,
+    );
+  }
+  return token;
+}
 
 /** `--ping-interval`: liveness pings, the same on both sides. */
 export const pingIntervalFlag: FlagSpec = {
@@ -98,7 +119,7 @@ export function receiverFlags(defaultListen: string): FlagSpec[] {
       name: "verbose",
       kind: "boolean",
       env: ["PHONEHOME_VERBOSE"],
-      help: "Also report when the relay connects.",
+      help: "Also report when the relay connects, and each retried Kubernetes API call.",
     },
   ];
 }
@@ -144,4 +165,29 @@ export function parseListen(value: string, source: string): { hostname: string; 
   const port = Number(match[3]);
   if (port > 65535) throw new UsageError(`${source} has port ${port}, beyond 65535.`);
   return { hostname: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+/**
+ * Checks a host for the URL the relay dials (`--advertise-host`): a host name,
+ * an IPv4 address, or an IPv6 address with or without brackets. Anything a
+ * `ws://` URL cannot carry as its host is a usage error naming `source`.
+ */
+export function parseAdvertiseHost(value: string, source: string): string {
+  const host = value.includes(":") && !value.startsWith("[") ? `[${value}]` : value;
+  let url: URL | undefined;
+  try {
+    url = new URL(`ws://${host}:1/`);
+  } catch {
+    url = undefined;
+  }
+  const hostOnly = url !== undefined && url.hostname !== "" && url.port === "1" &&
+    url.pathname === "/" && url.search === "" && url.hash === "" && url.username === "" &&
+    url.password === "";
+  if (!hostOnly) {
+    throw new UsageError(
+      `${source} must be a host name or IP address for the relay to dial, not ` +
+        `${JSON.stringify(value)}.`,
+    );
+  }
+  return value;
 }

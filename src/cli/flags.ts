@@ -7,6 +7,14 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { formatDuration } from "../format.ts";
+
+/**
+ * The longest delay a timer can wait, in milliseconds (2^31-1, about 24.8 days):
+ * a longer one overflows and fires at once. The default `max` of a flag whose
+ * value is in milliseconds.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** How a flag's value is read. */
 export type FlagKind = "string" | "integer" | "boolean" | "list";
@@ -21,12 +29,29 @@ export interface FlagSpec {
   env?: readonly string[];
   /** Default as text (parsed like a command-line value); absent means unset. */
   default?: string;
-  /** Placeholder shown in help, such as `MS`. */
+  /**
+   * Placeholder shown in help, such as `MS`. `MS` also marks a duration in
+   * milliseconds, whose `max` defaults to {@linkcode MAX_TIMER_MS}.
+   */
   valueName?: string;
   /** One or two sentences for `--help`. */
   help: string;
   /** Smallest accepted value of an integer flag. */
   min?: number;
+  /**
+   * Largest accepted value of an integer flag: {@linkcode MAX_TIMER_MS} for a
+   * duration in milliseconds (valueName `MS`), else the largest safe integer.
+   */
+  max?: number;
+}
+
+/** The largest value an integer flag accepts, after its kind-specific default. */
+export function maxOf(flag: FlagSpec): number {
+  return flag.max ?? (flag.valueName === "MS" ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER);
+}
+
+function describeLimit(flag: FlagSpec, limit: number): string {
+  return flag.valueName === "MS" ? `${limit} ms (${formatDuration(limit)})` : String(limit);
 }
 
 /** A subcommand: its flags and how it is called. */
@@ -95,15 +120,23 @@ export class ParsedFlags {
     return this.#raw(this.#flag(name, "string"));
   }
 
-  /** The value of an integer flag; a malformed or too small value is a usage error. */
+  /** The value of an integer flag; a malformed, too small or too large value is a usage error. */
   integer(name: string): number | undefined {
     const flag = this.#flag(name, "integer");
     const raw = this.#raw(flag);
     if (raw === undefined) return undefined;
-    const value = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(value)) {
+    if (!/^\s*\d+\s*$/.test(raw)) {
       throw new UsageError(
         `${this.source(name)} must be a whole number, not ${JSON.stringify(raw)}.`,
+      );
+    }
+    const value = Number(raw);
+    const max = maxOf(flag);
+    if (!Number.isSafeInteger(value) || value > max) {
+      const what = Number.isSafeInteger(value) ? String(value) : raw.trim();
+      throw new UsageError(
+        `${this.source(name)} is too large: ${what}; the most it can be is ` +
+          `${describeLimit(flag, max)}.`,
       );
     }
     if (flag.min !== undefined && value < flag.min) {
@@ -120,6 +153,11 @@ export class ParsedFlags {
     if (["1", "true", "yes", "on"].includes(normalized)) return true;
     if (["0", "false", "no", "off", ""].includes(normalized)) return false;
     throw new UsageError(`${this.source(name)} must be true or false, not ${JSON.stringify(raw)}.`);
+  }
+
+  /** The value of a boolean flag, or undefined when it was neither given nor defaulted. */
+  optionalBoolean(name: string): boolean | undefined {
+    return this.#raw(this.#flag(name, "boolean")) === undefined ? undefined : this.boolean(name);
   }
 
   /** Every value of a repeatable flag, in order. */
@@ -211,7 +249,11 @@ export function parseFlags(
   return new ParsedFlags(spec, { values, sources, help, command });
 }
 
-function wrap(text: string, width: number, indent: string): string[] {
+/**
+ * Splits `text` into lines of at most `width` characters (a longer word gets a
+ * line of its own), prefixing every line but the first with `indent`.
+ */
+export function wrap(text: string, width: number, indent: string): string[] {
   const lines: string[] = [];
   let line = "";
   for (const word of text.split(/\s+/)) {

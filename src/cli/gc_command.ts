@@ -6,7 +6,12 @@
  */
 
 import { ExitCode } from "../exit_codes.ts";
-import { clusterAccess, clusterFlags } from "../launchers/kubernetes/flags.ts";
+import {
+  apiRetryBudgetFlag,
+  apiRetrySettings,
+  clusterAccess,
+  clusterFlags,
+} from "../launchers/kubernetes/flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
 
 /** The command line of `phonehome gc`. */
@@ -16,10 +21,12 @@ export const gcSpec: CommandSpec = {
   summary: "Delete leftover build Pods, Jobs and Secrets: those labelled " +
     "app.kubernetes.io/managed-by=phonehome and older than --older-than. A build whose " +
     "builder was killed, or that ran with --keep-pod, leaves them behind. Prints one line " +
-    "per deleted object; exits 77 when the Kubernetes API refuses.",
+    "per deleted object; exits 77 when the Kubernetes API refuses. Transient API failures " +
+    "are retried, as during a build.",
   takesCommand: false,
   flags: [
     ...clusterFlags,
+    apiRetryBudgetFlag,
     {
       name: "older-than",
       kind: "integer",
@@ -27,6 +34,8 @@ export const gcSpec: CommandSpec = {
       default: "3600000",
       valueName: "MS",
       min: 0,
+      // An age to compare with, never a timer's delay: longer than a timer can wait is fine.
+      max: Number.MAX_SAFE_INTEGER,
       help: "Only delete objects created at least this long ago; keep it above your longest " +
         "build, since a running build's pod is deleted too.",
     },
@@ -35,6 +44,12 @@ export const gcSpec: CommandSpec = {
       kind: "boolean",
       env: ["PHONEHOME_GC_DRY_RUN"],
       help: "Print what would be deleted, delete nothing.",
+    },
+    {
+      name: "verbose",
+      kind: "boolean",
+      env: ["PHONEHOME_VERBOSE"],
+      help: "Also report each retried API call on stderr.",
     },
   ],
   examples: [
@@ -47,15 +62,18 @@ export const gcSpec: CommandSpec = {
 export async function runGc(flags: ParsedFlags): Promise<number> {
   // Loaded only when used: the Kubernetes client takes a while to load.
   const { collectGarbage } = await import("../launchers/kubernetes/gc.ts");
+  const encoder = new TextEncoder();
+  const say = (line: string): void => {
+    Deno.stderr.writeSync(encoder.encode(`phonehome: ${line}\n`));
+  };
   const report = await collectGarbage({
     access: clusterAccess(flags),
+    retry: apiRetrySettings(flags),
+    onRetry: flags.boolean("verbose") ? say : undefined,
     olderThanMs: flags.integer("older-than") ?? 3_600_000,
     dryRun: flags.boolean("dry-run"),
     out: Deno.stdout,
   });
-  const encoder = new TextEncoder();
-  for (const failure of report.failures) {
-    await Deno.stderr.write(encoder.encode(`phonehome: ${failure}\n`));
-  }
+  for (const failure of report.failures) say(failure);
   return report.failures.length > 0 ? ExitCode.kubernetesApi : 0;
 }

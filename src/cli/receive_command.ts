@@ -10,8 +10,9 @@ import { ExitCode } from "../exit_codes.ts";
 import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
 import { generateToken } from "../receiver/auth.ts";
 import { Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
-import { parseListen, receiverFlags } from "./common_flags.ts";
+import { givenToken, parseAdvertiseHost, parseListen, receiverFlags } from "./common_flags.ts";
 import type { CommandSpec, ParsedFlags } from "./flags.ts";
+import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
 
 /** The command line of `phonehome receive`. */
@@ -49,30 +50,46 @@ export const receiveSpec: CommandSpec = {
 export function receiverOptions(flags: ParsedFlags): ReceiverOptions {
   const listenText = flags.string("listen") ?? "0.0.0.0:0";
   const listen = parseListen(listenText, flags.source("listen"));
-  const token = flags.string("token") ?? generateToken();
+  const token = givenToken(flags, "use a longer one, or none to have one generated") ??
+    generateToken();
+  const advertiseHost = flags.string("advertise-host");
   return {
     ...listen,
-    advertiseHost: flags.string("advertise-host"),
+    advertiseHost: advertiseHost === undefined
+      ? undefined
+      : parseAdvertiseHost(advertiseHost, flags.source("advertise-host")),
     token,
     connectTimeoutMs: flags.integer("connect-timeout") ?? 900_000,
     reconnectGraceMs: flags.integer("reconnect-grace") ?? 120_000,
     pingIntervalMs: flags.integer("ping-interval") ?? DEFAULT_PING_INTERVAL_MS,
     idleIntervalMs: flags.integer("idle-interval") ?? 10_000,
     merge: flags.boolean("merge"),
+    sameFile: stdoutIsStderr(),
     verbose: flags.boolean("verbose"),
     stdout: Deno.stdout,
     stderr: Deno.stderr,
   };
 }
 
-/** Starts a receiver, reporting a taken or forbidden address as a usage error. */
-export function startReceiver(options: ReceiverOptions): Receiver {
+/** How the OS says that a host name does not resolve (getaddrinfo's words, through Deno). */
+const UNRESOLVED_HOST = /failed to lookup address|Name or service not known|No address associated/i;
+
+/**
+ * Starts a receiver, reporting a taken, forbidden or unknown address as a usage
+ * error; `source` names where the address came from, such as `--listen`.
+ */
+export function startReceiver(options: ReceiverOptions, source = "--listen"): Receiver {
+  const address = `${options.hostname}:${options.port}`;
   try {
     return Receiver.start(options);
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable) {
+      throw new UsageError(`Cannot listen on ${address}: ${(error as Error).message}.`);
+    }
+    if (error instanceof Error && UNRESOLVED_HOST.test(error.message)) {
       throw new UsageError(
-        `Cannot listen on ${options.hostname}:${options.port}: ${(error as Error).message}.`,
+        `Cannot listen on ${address}: ${JSON.stringify(options.hostname)} is not an address ` +
+          `of this machine, nor a name that resolves to one; check ${source}.`,
       );
     }
     throw error;
@@ -89,17 +106,20 @@ async function writeFileAtomically(path: string, text: string, mode: number): Pr
 /** Runs `phonehome receive`; resolves with the exit status. */
 export async function runReceive(flags: ParsedFlags): Promise<number> {
   const options = receiverOptions(flags);
-  const receiver = startReceiver(options);
-  const urlFile = flags.string("url-file");
-  const tokenFile = flags.string("token-file");
-  try {
-    if (tokenFile !== undefined) await writeFileAtomically(tokenFile, `${options.token}\n`, 0o600);
-    if (urlFile !== undefined) await writeFileAtomically(urlFile, `${receiver.url}\n`, 0o644);
-  } catch (error) {
-    receiver.abort(
-      ExitCode.usage,
-      `Cannot write ${urlFile ?? tokenFile}: ${(error as Error).message}.`,
-    );
+  const receiver = startReceiver(options, flags.source("listen"));
+  const files: Array<[string | undefined, string, number]> = [
+    // The secret first: a watcher that sees the URL may read the secret at once.
+    [flags.string("token-file"), `${options.token}\n`, 0o600],
+    [flags.string("url-file"), `${receiver.url}\n`, 0o644],
+  ];
+  for (const [path, text, mode] of files) {
+    if (path === undefined) continue;
+    try {
+      await writeFileAtomically(path, text, mode);
+    } catch (error) {
+      receiver.abort(ExitCode.usage, `Cannot write ${path}: ${(error as Error).message}.`);
+      break;
+    }
   }
   const stop = onTerminationSignal((signal, code) => {
     receiver.abort(code, `Stopped by ${signal} while waiting for the build.`);

@@ -6,10 +6,11 @@
  */
 
 import { UsageError } from "../errors.ts";
-import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
+import { DEFAULT_PING_INTERVAL_MS, MIN_TOKEN_BYTES } from "../protocol.ts";
 import { RELAY_ENV, runRelay } from "../relay/relay.ts";
 import {
   drainGraceFlag,
+  givenToken,
   pingIntervalFlag,
   reconnectGraceFlag,
   windowBytes,
@@ -40,7 +41,8 @@ export const relaySpec: CommandSpec = {
       kind: "string",
       env: [RELAY_ENV.token],
       valueName: "SECRET",
-      help: "The per-build secret. Required. Removed from the build's environment.",
+      help: `The per-build secret, at least ${MIN_TOKEN_BYTES} bytes. Required. Removed from ` +
+        "the build's environment.",
     },
     windowFlag,
     {
@@ -82,6 +84,21 @@ export const relaySpec: CommandSpec = {
       default: "true",
       help: "Copy the build's output to the relay's own stdout and stderr (--no-tee to stop).",
     },
+    {
+      name: "merge",
+      kind: "boolean",
+      env: ["PHONEHOME_MERGE"],
+      help: "Give the build one pipe for stdout and stderr, as 2>&1 does, so that the order of " +
+        "its writes across both is kept exactly; all of it is then streamed as stdout. Needs " +
+        "/bin/sh in the image (without it the streams stay apart).",
+    },
+    {
+      name: "lifeline",
+      kind: "boolean",
+      env: ["PHONEHOME_LIFELINE"],
+      help: "Stop the build and exit as soon as stdin ends. A launcher that starts the relay " +
+        "holds the other end of that pipe and closes it when it, or its receiver, is gone.",
+    },
   ],
   examples: [
     "PHONEHOME_URL=ws://10.0.0.7:41234/phonehome/v1/stream PHONEHOME_TOKEN=... \\\n" +
@@ -104,7 +121,7 @@ export function runRelayCommand(flags: ParsedFlags): Promise<number> {
   if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
     throw new UsageError(`${flags.source("url")} must start with ws:// or wss://.`);
   }
-  const token = flags.string("token");
+  const token = givenToken(flags, "pass the secret the builder generated for this build");
   if (token === undefined) {
     throw new UsageError(`No secret: set --token or ${RELAY_ENV.token}.`);
   }
@@ -120,6 +137,8 @@ export function runRelayCommand(flags: ParsedFlags): Promise<number> {
     killGraceMs: flags.integer("kill-grace") ?? 10_000,
     coalesceDelayMs: flags.integer("coalesce-delay") ?? 1,
     tee: flags.boolean("tee"),
+    lifeline: flags.boolean("lifeline"),
+    merge: flags.boolean("merge"),
     stdout: Deno.stdout,
     stderr: Deno.stderr,
   });

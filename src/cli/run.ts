@@ -7,10 +7,14 @@
 
 import { PhonehomeError, UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { type CommandSpec, formatHelp, type ParsedFlags, parseFlags } from "./flags.ts";
+import { guardSecrets } from "../process_tree.ts";
+import { type CommandSpec, formatHelp, type ParsedFlags, parseFlags, wrap } from "./flags.ts";
 
 /** The phonehome release. */
 export const VERSION = "0.1.0";
+
+/** The widest line of the top-level help, in columns. */
+export const OVERVIEW_WIDTH = 100;
 
 /** A subcommand: its command line and what runs it. */
 export interface Command {
@@ -22,9 +26,11 @@ export interface Command {
 
 function overview(program: string, commands: readonly Command[]): string {
   const width = Math.max(...commands.map((c) => c.spec.name.length)) + 2;
+  const indent = " ".repeat(2 + width);
   const lines = commands.map((c) => {
     const first = c.spec.summary.split(/(?<=\.)\s/)[0];
-    return `  ${c.spec.name.padEnd(width)}${first}`;
+    const text = wrap(first, OVERVIEW_WIDTH - indent.length, indent).join("\n");
+    return `  ${c.spec.name.padEnd(width)}${text}`;
   });
   return [
     `Usage: ${program} <command> [options]`,
@@ -56,9 +62,14 @@ export async function runCli(
   args: readonly string[],
 ): Promise<number> {
   const [name, ...rest] = args;
-  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+  if (name === undefined) {
+    // Called wrongly: the usage is the error message, so it goes where errors go.
+    await print(Deno.stderr, overview(program, commands));
+    return ExitCode.usage;
+  }
+  if (name === "-h" || name === "--help" || name === "help") {
     await print(Deno.stdout, overview(program, commands));
-    return name === undefined ? ExitCode.usage : 0;
+    return 0;
   }
   if (name === "--version" || name === "version") {
     await print(Deno.stdout, `phonehome ${VERSION}\n`);
@@ -78,6 +89,9 @@ export async function runCli(
       await print(Deno.stdout, formatHelp(command.spec));
       return 0;
     }
+    // Any phonehome process may hold a build's secret: keep other processes of the user,
+    // the build among them, out of its /proc files.
+    guardSecrets();
     return await command.run(flags);
   } catch (error) {
     if (error instanceof PhonehomeError) {

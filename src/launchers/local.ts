@@ -9,25 +9,38 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExitCode } from "../exit_codes.ts";
 import { settlesWithin } from "../timing.ts";
-import type { Receiver } from "../receiver/receiver.ts";
+import { adoptOrphans, reapOrphans, stopDescendants } from "../process_tree.ts";
+import type { BuildReceiver } from "../receiver/receiver.ts";
 import { RELAY_ENV } from "../relay/relay.ts";
 
-/** How long the relay gets to stop after SIGTERM before it is killed. */
-const RELAY_STOP_GRACE_MS = 15_000;
+/**
+ * How long the relay gets to stop once its lifeline is cut before it is killed:
+ * it gives the build a second after SIGTERM, then kills what is left.
+ */
+const RELAY_STOP_GRACE_MS = 3_000;
+
+/** How long stopping whatever the relay and the build left behind may take. */
+const LEFTOVER_STOP_TIMEOUT_MS = 5_000;
+
+/** Relay lines kept to explain a build whose result never arrived. */
+const RELAY_LINES_KEPT = 20;
 
 /** Settings of a local build. */
 export interface LocalBuildOptions {
   /** The build command and its arguments. */
   command: readonly string[];
   /** A started receiver for this build. */
-  receiver: Receiver;
+  receiver: BuildReceiver;
   /** The per-build secret the receiver expects. */
   token: string;
   /** How to start the relay: a program and its leading arguments. */
   relayInvocation: readonly string[];
   /** Extra relay flags, such as `--window`. */
   relayArgs: readonly string[];
-  /** Dispatches a `signal` event (detail: the signal name) to pass on to the relay. */
+  /**
+   * Dispatches `signal` events (detail: the signal name) to pass on to the
+   * relay, and a `kill` event to stop the relay and the build at once.
+   */
   signals?: EventTarget;
 }
 
@@ -42,32 +55,42 @@ export function defaultRelayInvocation(): string[] {
   return [Deno.execPath(), "run", "-A", "--quiet", `--config=${config}`, main, "relay"];
 }
 
-async function forwardLines(stream: ReadableStream<Uint8Array>, receiver: Receiver): Promise<void> {
-  const decoder = new TextDecoderStream();
+/** Keeps the last lines of `stream`, decoded; resolves with them once it ends. */
+async function keepLastLines(stream: ReadableStream<Uint8Array>): Promise<string[]> {
+  const lines: string[] = [];
   let carry = "";
-  for await (const text of stream.pipeThrough(decoder)) {
-    const lines = (carry + text).split("\n");
-    carry = lines.pop() ?? "";
-    for (const line of lines) await receiver.writeLine(line);
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    const parts = (carry + text).split("\n");
+    carry = parts.pop() ?? "";
+    lines.push(...parts);
+    lines.splice(0, Math.max(0, lines.length - RELAY_LINES_KEPT));
   }
-  if (carry.length > 0) await receiver.writeLine(carry);
+  if (carry.length > 0) lines.push(carry);
+  return lines.slice(-RELAY_LINES_KEPT);
 }
 
-/** Runs one build through a local relay; resolves with the exit status to report. */
+/**
+ * Runs one build through a local relay; resolves with the exit status to
+ * report. Whatever happens, nothing of the build outlives this: the relay
+ * holds a lifeline that is cut when the receiver is over, and orphans of the
+ * relay or the build come back to this process to be stopped.
+ */
 export async function runLocalBuild(options: LocalBuildOptions): Promise<number> {
   const { receiver } = options;
+  adoptOrphans();
   let relay: Deno.ChildProcess;
   try {
     relay = new Deno.Command(options.relayInvocation[0], {
       args: [
         ...options.relayInvocation.slice(1),
         "--no-tee",
+        "--lifeline",
         ...options.relayArgs,
         "--",
         ...options.command,
       ],
       env: { [RELAY_ENV.url]: receiver.url, [RELAY_ENV.token]: options.token },
-      stdin: "null",
+      stdin: "piped",
       stdout: "null",
       stderr: "piped",
       // A terminal's Ctrl-C reaches only the launcher, which passes on exactly one signal.
@@ -77,11 +100,22 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
     receiver.abort(
       ExitCode.usage,
       `Cannot start the relay ${JSON.stringify(options.relayInvocation[0])}: ` +
-        `${(error as Error).message}; check --relay-bin.`,
+        `${errorMessage(error)}; check --relay-bin.`,
     );
     return (await receiver.outcome).exitCode;
   }
-  const relayMessages = forwardLines(relay.stderr, receiver);
+  // Never written to: its end tells the relay that nobody can receive the build any more.
+  const lifeline = relay.stdin.getWriter();
+  const stopReaping = reapOrphans(() => [relay.pid]);
+  const relayLines = keepLastLines(relay.stderr);
+  const killAll = async (): Promise<void> => {
+    try {
+      relay.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await stopDescendants({ spawned: [relay.pid], timeoutMs: LEFTOVER_STOP_TIMEOUT_MS });
+  };
   options.signals?.addEventListener("signal", (event) => {
     try {
       relay.kill((event as CustomEvent<Deno.Signal>).detail);
@@ -89,12 +123,12 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
       // The relay is already gone; its exit is handled below.
     }
   });
+  options.signals?.addEventListener("kill", () => killAll());
   let relayRunning = true;
-  const relayExited = relay.status.then(async (status) => {
+  const relayExited = relay.status.then((status) => {
     relayRunning = false;
-    await relayMessages;
-    // After the verdict the receiver ends on its own; otherwise nothing more can come.
-    if (receiver.answered || receiver.done) return;
+    // After the verdict, or with FINISHED in hand, the receiver ends on its own.
+    if (receiver.answered || receiver.done || receiver.finishedArrived) return;
     const how = status.signal === null ? `status ${status.code}` : `signal ${status.signal}`;
     receiver.abort(
       ExitCode.lostRelay,
@@ -102,19 +136,22 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
     );
   });
   const outcome = await receiver.outcome;
-  if (relayRunning) {
-    // The receiver gave up first (timeout, signal, output closed): stop the build too.
-    try {
-      relay.kill("SIGTERM");
-    } catch {
-      // Exited meanwhile.
-    }
-    if (!(await settlesWithin(relay.status, RELAY_STOP_GRACE_MS))) {
-      // Kill first: with nobody reading stderr, the message may never be written.
-      relay.kill("SIGKILL");
-      receiver.message("The relay did not stop within its grace period; killed it.");
-    }
+  await lifeline.close().catch(() => {});
+  if (relayRunning && !(await settlesWithin(relay.status, RELAY_STOP_GRACE_MS))) {
+    await killAll();
+    await receiver.message("The relay did not stop within its grace period; killed it.");
   }
   await relayExited;
+  // The relay stops what the build leaves; this catches what a killed relay could not.
+  await stopDescendants({ spawned: [relay.pid], timeoutMs: LEFTOVER_STOP_TIMEOUT_MS });
+  stopReaping();
+  if (outcome.exit === undefined) {
+    // The build's result never arrived: what the relay said is the best explanation there is.
+    for (const line of await relayLines) await receiver.writeLine(line);
+  }
   return outcome.exitCode;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

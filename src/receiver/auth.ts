@@ -29,8 +29,11 @@ function digest(text: string): Uint8Array {
 /**
  * Whether an `Authorization` header carries `token`. Both sides are hashed
  * first so the comparison takes the same time whatever the header's length.
+ * An absent header, or one that presents an empty token, never matches, even
+ * were the configured token empty.
  */
 export function authorizationMatches(header: string | null, token: string): boolean {
   const presented = header?.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
-  return timingSafeEqual(digest(presented), digest(token));
+  const equal = timingSafeEqual(digest(presented), digest(token));
+  return equal && presented !== "";
 }

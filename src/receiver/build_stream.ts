@@ -12,12 +12,13 @@ import {
   type FinishedMessage,
   MAX_FRAME_PAYLOAD_BYTES,
   maxUnacknowledgedBytes,
+  maxUnacknowledgedFrames,
   ProtocolError,
   STREAM_NAMES,
   type StreamName,
   type StreamOffsets,
 } from "../protocol.ts";
-import type { OrderedWriter } from "../io.ts";
+import type { BuilderConsole } from "./console.ts";
 
 interface StreamState {
   /** Bytes accepted from the wire and queued for writing. */
@@ -26,8 +27,10 @@ interface StreamState {
   written: number;
   /** Bytes covered by the last acknowledgement sent. */
   acknowledged: number;
+  /** Where each accepted frame ends, from the first not yet acknowledged (at `firstFrame`). */
+  frameEnds: number[];
+  firstFrame: number;
   hash: Hash;
-  output: OrderedWriter;
 }
 
 /**
@@ -51,27 +54,30 @@ export interface Verification {
 /** Where one build's streams stand on the receiver. */
 export class BuildStream {
   #streams: Record<StreamName, StreamState>;
+  #console: BuilderConsole;
   #onWritten: () => void;
   #onWriteError: (error: Error) => void;
+  #sealed = false;
 
   /**
    * Creates the record. `onWritten` runs after each completed write (to send an
    * acknowledgement); `onWriteError` runs once if an output cannot be written.
    */
   constructor(options: {
-    stdout: OrderedWriter;
-    stderr: OrderedWriter;
+    console: BuilderConsole;
     onWritten: () => void;
     onWriteError: (error: Error) => void;
   }) {
-    const state = (output: OrderedWriter): StreamState => ({
+    const state = (): StreamState => ({
       received: 0,
       written: 0,
       acknowledged: 0,
+      frameEnds: [],
+      firstFrame: 0,
       hash: createHash("sha256"),
-      output,
     });
-    this.#streams = { stdout: state(options.stdout), stderr: state(options.stderr) };
+    this.#streams = { stdout: state(), stderr: state() };
+    this.#console = options.console;
     this.#onWritten = options.onWritten;
     this.#onWriteError = options.onWriteError;
   }
@@ -98,16 +104,35 @@ export class BuildStream {
       const state = this.#streams[name];
       if (state.written !== state.acknowledged) changed = true;
       state.acknowledged = state.written;
+      while (
+        state.firstFrame < state.frameEnds.length &&
+        state.frameEnds[state.firstFrame] <= state.written
+      ) {
+        state.firstFrame++;
+      }
+      if (state.firstFrame > 1024 && state.firstFrame * 2 > state.frameEnds.length) {
+        state.frameEnds = state.frameEnds.slice(state.firstFrame);
+        state.firstFrame = 0;
+      }
     }
     return changed ? this.written() : undefined;
   }
 
   /**
+   * Marks the stream complete (FINISHED arrived): a resend of bytes already
+   * here is still skipped, but a byte beyond them is a violation.
+   */
+  seal(): void {
+    this.#sealed = true;
+  }
+
+  /**
    * Accepts a DATA frame: bytes already received (a resend after a reconnect)
-   * are skipped, the rest is queued for writing. A gap or a sender beyond its
-   * window is a protocol violation. The frame's buffer becomes the stream's:
-   * it is detached (freed) once its bytes are written, so the caller must not
-   * use it afterwards.
+   * are skipped, the rest is queued for writing. A gap, a sender beyond its
+   * window (in bytes or in frames), or new bytes after FINISHED are protocol
+   * violations. The frame's buffer becomes the stream's: it is detached
+   * (freed) once its bytes are written, so the caller must not use it
+   * afterwards.
    */
   accept(frame: DataFrame, windowBytes: number): void {
     const state = this.#streams[frame.stream];
@@ -125,18 +150,34 @@ export class BuildStream {
     }
     const end = frame.offset + length;
     if (end <= state.received) return;
+    if (this.#sealed) {
+      throw new ProtocolError(
+        `DATA for ${frame.stream} reaches byte ${end} after FINISHED said the stream has ` +
+          `${state.received}.`,
+      );
+    }
     const fresh = frame.payload.subarray(state.received - frame.offset);
     let unacknowledged = fresh.byteLength;
+    let frames = 1;
     for (const name of STREAM_NAMES) {
-      unacknowledged += this.#streams[name].received - this.#streams[name].acknowledged;
+      const other = this.#streams[name];
+      unacknowledged += other.received - other.acknowledged;
+      frames += other.frameEnds.length - other.firstFrame;
     }
     if (unacknowledged > maxUnacknowledgedBytes(windowBytes)) {
       throw new ProtocolError(
         `The relay sent ${unacknowledged} unacknowledged bytes, beyond its ${windowBytes}-byte window.`,
       );
     }
+    if (frames > maxUnacknowledgedFrames()) {
+      throw new ProtocolError(
+        `The relay sent ${frames} unacknowledged frames, beyond the limit of ` +
+          `${maxUnacknowledgedFrames()}.`,
+      );
+    }
     state.received = end;
-    state.output.write(fresh).then(
+    state.frameEnds.push(end);
+    this.#console.writeBuild(frame.stream, fresh).then(
       () => {
         state.written += fresh.byteLength;
         state.hash.update(fresh);
@@ -163,7 +204,7 @@ export class BuildStream {
     if (problems.length > 0) {
       return { ok: false, message: `The stream is incomplete: ${problems.join(", ")}.` };
     }
-    await Promise.all(STREAM_NAMES.map((name) => this.#streams[name].output.drained()));
+    await this.#console.drained();
     for (const name of STREAM_NAMES) {
       const state = this.#streams[name];
       if (state.written !== state.received) {

@@ -20,6 +20,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import { cString, type Libc, libc } from "../libc.ts";
 import type { Timer } from "../timing.ts";
 
 /** How often the watch looks, by default: a dropped session is noticed within about this long. */
@@ -38,32 +39,6 @@ const O_CLOEXEC = 0o2000000;
 /** Bytes in one `struct pollfd` (int fd; short events; short revents). */
 const POLLFD_BYTES = 8;
 
-const LIBC_SYMBOLS = {
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-} as const;
-
-type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
-
-let libcOrReason: Libc | string | undefined;
-
-/** The C library, or a sentence saying why it cannot be used here. */
-function libc(): Libc | string {
-  if (libcOrReason !== undefined) return libcOrReason;
-  if (Deno.build.os !== "linux") {
-    libcOrReason = `poll(2) on pipes is only used on Linux, not ${Deno.build.os}`;
-    return libcOrReason;
-  }
-  try {
-    libcOrReason = Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
-  } catch (error) {
-    // Without --allow-ffi, or on a C library other than glibc's.
-    libcOrReason = `cannot load libc.so.6 (${(error as Error).message})`;
-  }
-  return libcOrReason;
-}
-
 /** Polls `fds` once without waiting; returns each one's `revents`. */
 function pollNow(c: Libc, fds: readonly number[]): number[] {
   const buffer = new ArrayBuffer(POLLFD_BYTES * fds.length);
@@ -78,10 +53,6 @@ function pollNow(c: Libc, fds: readonly number[]): number[] {
   const ready = c.poll(new Uint8Array(buffer), BigInt(fds.length), 0);
   if (ready <= 0) return fds.map(() => 0);
   return fds.map((_, i) => shorts[i * 4 + 3]);
-}
-
-function cString(text: string): Uint8Array {
-  return new TextEncoder().encode(`${text}\0`);
 }
 
 /** Another process's pipe, as found when the watch started. */

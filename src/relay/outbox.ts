@@ -1,6 +1,7 @@
 /**
  * The relay's flow control: every DATA frame it has read but the receiver has
- * not acknowledged as written, bounded by a window. When the window is full
+ * not acknowledged as written, bounded by a window of bytes and a limit on
+ * frames. When the window is full
  * the relay stops reading the build's pipes, so the build blocks instead of
  * memory growing; after a reconnect the retained frames are resent from the
  * receiver's offsets.
@@ -12,6 +13,7 @@ import {
   DATA_HEADER_BYTES,
   encodeDataFrame,
   MAX_FRAME_PAYLOAD_BYTES,
+  MAX_UNACKNOWLEDGED_FRAMES,
   ProtocolError,
   STREAM_NAMES,
   type StreamName,
@@ -101,7 +103,9 @@ export class Outbox {
   }
 
   #hasRoom(): boolean {
-    return this.#unbounded || this.unacknowledgedBytes < this.#windowBytes;
+    return this.#unbounded ||
+      (this.unacknowledgedBytes < this.#windowBytes &&
+        this.#retained.stdout.length + this.#retained.stderr.length < MAX_UNACKNOWLEDGED_FRAMES);
   }
 
   #wakeWaiters(): void {

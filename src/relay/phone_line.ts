@@ -12,6 +12,7 @@ import { authorizationHeader } from "../receiver/auth.ts";
 import { formatDuration } from "../format.ts";
 import {
   CloseCode,
+  closeReason,
   encodeControl,
   type FinishedMessage,
   parseReceiverMessage,
@@ -64,6 +65,8 @@ interface AttemptResult {
   permanent: boolean;
   /** Why the connection ended, in a sentence. */
   reason: string;
+  /** The receiver said it is going away for good (close 4004). */
+  receiverGone?: boolean;
 }
 
 /** Exponential backoff with full jitter over the upper half. */
@@ -103,8 +106,14 @@ export class PhoneLine {
   #welcomed = false;
   #closeTimer: Timer | undefined;
   #latestDeadlineMs = Infinity;
+  #receiverGone!: (reason: string) => void;
   /** Settles when a verdict arrived or the line gave up; see {@linkcode verdict} and {@linkcode failure}. */
   readonly settled: Promise<void>;
+  /**
+   * Resolves, with a sentence fragment, if the receiver says it is going away
+   * (close 4004): nobody can receive the build's output any more.
+   */
+  readonly receiverGone: Promise<string>;
 
   /** Creates a line; nothing happens until {@linkcode start}. */
   constructor(options: PhoneLineOptions) {
@@ -115,7 +124,13 @@ export class PhoneLine {
         resolve();
       };
     });
+    this.receiverGone = new Promise((resolve) => (this.#receiverGone = resolve));
     options.outbox.onFrame(() => this.#sendFrames());
+  }
+
+  /** Gives up phoning home now, for `reason`; the build's output stays in the pod log only. */
+  abandon(reason: string): void {
+    this.#giveUp(reason);
   }
 
   /** The receiver's verdict on FINISHED, once it arrived. */
@@ -166,6 +181,7 @@ export class PhoneLine {
       lastReason = result.reason;
       if (result.permanent) {
         this.#giveUp(result.reason);
+        if (result.receiverGone) this.#receiverGone(result.reason);
         return;
       }
       if (!everConnected && attempt === 0 && !result.established) {
@@ -253,7 +269,7 @@ export class PhoneLine {
             ? `no answer to pings for ${formatDuration(Math.round(silentMs))}`
             : `no answer to the handshake within ${formatDuration(Math.round(silentMs))}`;
           try {
-            socket.close(CloseCode.peerUnresponsive, "No answer to pings.");
+            socket.close(CloseCode.peerUnresponsive, closeReason("No answer to pings."));
           } catch {
             // Closing a socket that never opened can throw; it is abandoned either way.
           }
@@ -288,7 +304,7 @@ export class PhoneLine {
             `Cannot handle the receiver's message: ${(error as Error).message}`,
           );
           this.#options.log(`Closing the connection: ${violation.message}`);
-          socket.close(violation.closeCode, violation.message.slice(0, 120));
+          socket.close(violation.closeCode, closeReason(violation.message));
         }
       };
       socket.onclose = (event) => end(this.#describeClose(event, established, errorText));
@@ -310,8 +326,9 @@ export class PhoneLine {
       return {
         established,
         permanent: PERMANENT_CLOSE_CODES.has(event.code),
-        reason: `closed with code ${event.code}${
-          event.reason ? `: ${event.reason.replace(/\.$/, "")}` : ""
+        receiverGone: event.code === CloseCode.receiverGone,
+        reason: `the receiver closed the connection with code ${event.code}${
+          event.reason ? ` (${event.reason.replace(/\.$/, "")})` : ""
         }`,
       };
     }
@@ -350,7 +367,7 @@ export class PhoneLine {
       case "verdict":
         if (this.#finished === undefined) throw new ProtocolError("Verdict before FINISHED.");
         this.#verdict = message;
-        this.#socket?.close(CloseCode.normal, "Done.");
+        this.#socket?.close(CloseCode.normal, closeReason("Done."));
         // Settle once the close handshake is done, so the receiver sees a clean 1000 and
         // knows the verdict arrived; but never wait long for it.
         this.#closeTimer = setTimeout(() => this.#settle(), CLOSE_HANDSHAKE_TIMEOUT_MS);
@@ -378,7 +395,11 @@ export class PhoneLine {
     if (this.#failure !== undefined || this.#verdict !== undefined) return;
     this.#failure = reason;
     this.#options.outbox.abandon();
-    this.#socket?.close(CloseCode.normal, "Giving up.");
+    try {
+      this.#socket?.close(CloseCode.normal, "Giving up.");
+    } catch {
+      // A socket still connecting cannot be closed with a code; it is dropped either way.
+    }
     this.#wakeRetry?.();
     this.#settle();
   }

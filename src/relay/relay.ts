@@ -11,7 +11,8 @@ import { ExitCode } from "../exit_codes.ts";
 import { formatDuration } from "../format.ts";
 import { settlesWithin, type Timer } from "../timing.ts";
 import { type ByteSink, OrderedWriter } from "../io.ts";
-import type { ExitStatus, FinishedMessage } from "../protocol.ts";
+import type { ExitStatus, FinishedMessage, StreamName } from "../protocol.ts";
+import { adoptOrphans, descendantsOf, reapOrphans, stopDescendants } from "../process_tree.ts";
 import { BuildProcess } from "./build_process.ts";
 import { Outbox } from "./outbox.ts";
 import { PhoneLine } from "./phone_line.ts";
@@ -22,6 +23,16 @@ export const RELAY_ENV = { url: "PHONEHOME_URL", token: "PHONEHOME_TOKEN" } as c
 
 /** Signals the relay passes on to the build's process group. */
 const FORWARDED_SIGNALS: readonly Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
+
+/**
+ * How long the build gets between SIGTERM and SIGKILL once nobody can receive
+ * its output any more (the receiver said it is going away, or the launcher
+ * is gone): short, since nothing it prints can reach anyone.
+ */
+const ORPHANED_KILL_GRACE_MS = 1_000;
+
+/** How long stopping the build's leftover processes may take. */
+const LEFTOVER_STOP_TIMEOUT_MS = 5_000;
 
 /** Settings of a relay run. */
 export interface RelayOptions {
@@ -47,6 +58,17 @@ export interface RelayOptions {
   coalesceDelayMs: number;
   /** Copy the build's output to the relay's own stdout and stderr. */
   tee: boolean;
+  /**
+   * Give the build one pipe for stdout and stderr, as `2>&1` does, so that the
+   * order of its writes across both is kept exactly; everything then arrives
+   * as stdout.
+   */
+  merge: boolean;
+  /**
+   * Stop the build and exit as soon as stdin ends: a launcher that holds the
+   * other end of the pipe closes it when it is gone, or when its receiver is.
+   */
+  lifeline: boolean;
   /** The relay's stdout (the pod log). */
   stdout: ByteSink;
   /** The relay's stderr (the pod log, and phonehome's own messages). */
@@ -61,10 +83,63 @@ function buildEnvironment(): Record<string, string> {
   return env;
 }
 
+/** "a process", "3 processes". */
+function processes(count: number): string {
+  return count > 1 ? `${count} processes` : "a process";
+}
+
+/** Resolves when `stream` ends (or fails); what it carries is thrown away. */
+async function waitForEnd(stream: ReadableStream<Uint8Array>): Promise<void> {
+  try {
+    for await (const _ of stream) {
+      // Nothing is ever sent on a lifeline; only its end matters.
+    }
+  } catch {
+    // A failed read means the other end is gone too.
+  }
+}
+
+/**
+ * Stops the build: a signal to its process group now, SIGKILL to the group
+ * and every descendant when the grace runs out. A later, shorter grace wins.
+ */
+class BuildStopper {
+  #build: BuildProcess;
+  #log: (text: string) => void;
+  #timer: Timer | undefined;
+  #deadlineMs = Infinity;
+
+  constructor(build: BuildProcess, log: (text: string) => void) {
+    this.#build = build;
+    this.#log = log;
+  }
+
+  stop(signal: Deno.Signal, graceMs: number): void {
+    this.#build.signalGroup(signal);
+    const deadlineMs = performance.now() + graceMs;
+    if (deadlineMs >= this.#deadlineMs) return;
+    this.#deadlineMs = deadlineMs;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#log(
+        `The build did not stop within ${formatDuration(graceMs)} of ${signal}; killing it.`,
+      );
+      this.#build.signalGroup("SIGKILL");
+      stopDescendants({ spawned: [this.#build.pid], timeoutMs: LEFTOVER_STOP_TIMEOUT_MS });
+    }, graceMs);
+  }
+
+  cancel(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** Runs the build under the relay and resolves with the status the relay should exit with. */
 export async function runRelay(options: RelayOptions): Promise<number> {
+  // Orphans of the build (a daemon that left its process group) come back here to be stopped.
+  adoptOrphans();
   const stdout = new OrderedWriter(options.stdout);
   const stderr = new OrderedWriter(options.stderr);
   const encoder = new TextEncoder();
@@ -86,7 +161,7 @@ export async function runRelay(options: RelayOptions): Promise<number> {
 
   let build: BuildProcess;
   try {
-    build = BuildProcess.start(options.command, buildEnvironment());
+    build = BuildProcess.start(options.command, buildEnvironment(), { merged: options.merge });
   } catch (error) {
     if (!(error instanceof PhonehomeError)) throw error;
     log(error.message);
@@ -101,66 +176,91 @@ export async function runRelay(options: RelayOptions): Promise<number> {
     return error.exitCode;
   }
 
-  let killTimer: Timer | undefined;
+  const stopReaping = reapOrphans(() => [build.pid]);
+  const stopper = new BuildStopper(build, log);
   const forward = FORWARDED_SIGNALS.map((signal) => {
     const handler = (): void => {
-      build.signalGroup(signal);
+      stopper.stop(signal, options.killGraceMs);
       // Whoever stops the relay will not wait minutes for a receiver that went away.
       line.hurry(options.killGraceMs);
-      killTimer ??= setTimeout(() => {
-        log(
-          `The build did not stop within ${
-            formatDuration(options.killGraceMs)
-          } of ${signal}; killing it.`,
-        );
-        build.signalGroup("SIGKILL");
-      }, options.killGraceMs);
     };
     Deno.addSignalListener(signal, handler);
     return () => Deno.removeSignalListener(signal, handler);
   });
+  // Nobody can receive the build's output any more: stop it now, not after a long grace.
+  line.receiverGone.then((reason) => {
+    if (!buildRunning) return;
+    log(`Stopping the build: ${reason}.`);
+    stopper.stop("SIGTERM", ORPHANED_KILL_GRACE_MS);
+  });
+  let buildRunning = true;
+  const buildEnded = (): void => {
+    buildRunning = false;
+  };
+  build.status.then(buildEnded, buildEnded);
+  if (options.lifeline) {
+    waitForEnd(Deno.stdin.readable).then(() => {
+      line.abandon("the launcher that started the relay is gone");
+      if (buildRunning) stopper.stop("SIGTERM", ORPHANED_KILL_GRACE_MS);
+    });
+  }
 
-  const pumps = [
+  const pump = (
+    stream: StreamName,
+    readable: ReadableStream<Uint8Array>,
+    tee: OrderedWriter,
+  ): StreamPump =>
     new StreamPump({
-      stream: "stdout",
-      readable: build.stdout,
+      stream,
+      readable,
       outbox,
-      tee: options.tee ? stdout : undefined,
+      tee: options.tee ? tee : undefined,
       coalesceDelayMs: options.coalesceDelayMs,
-    }),
-    new StreamPump({
-      stream: "stderr",
-      readable: build.stderr,
-      outbox,
-      tee: options.tee ? stderr : undefined,
-      coalesceDelayMs: options.coalesceDelayMs,
-    }),
-  ];
-  pumps[0].pairWith(pumps[1]);
+    });
+  const stdoutPump = pump("stdout", build.stdout, stdout);
+  // A merged build writes both streams into its stdout pipe: stderr then stays empty.
+  const stderrPump = build.stderr === undefined ? undefined : pump("stderr", build.stderr, stderr);
+  if (stderrPump !== undefined) stdoutPump.pairWith(stderrPump);
+  const pumps = stderrPump === undefined ? [stdoutPump] : [stdoutPump, stderrPump];
   const pumped = Promise.all(pumps.map((pump) => pump.done));
 
   let status: ExitStatus;
-  let note: string | undefined;
+  const notes: string[] = [];
   try {
     status = await build.status;
     if (!(await settlesWithin(pumped, options.drainGraceMs))) {
-      note = `The build exited, but a process it left behind kept its output open; ` +
-        `the stream was ended ${formatDuration(options.drainGraceMs)} later and that ` +
-        `process group stopped.`;
-      log(note);
+      const stopped = descendantsOf().length;
       build.signalGroup("SIGKILL");
+      await stopDescendants({ spawned: [build.pid], timeoutMs: LEFTOVER_STOP_TIMEOUT_MS });
       await Promise.all(pumps.map((pump) => pump.cancel()));
       await pumped;
+      notes.push(
+        `The build exited, but ${processes(stopped)} it left behind kept its output open; ` +
+          `the stream was ended ${formatDuration(options.drainGraceMs)} later and ` +
+          `${stopped > 1 ? "they were" : "it was"} stopped.`,
+      );
     }
+    // Daemons the build started (even with setsid) came back to the relay as orphans.
+    const leftovers = await stopDescendants({
+      spawned: [build.pid],
+      timeoutMs: LEFTOVER_STOP_TIMEOUT_MS,
+    });
+    if (leftovers > 0) notes.push(`Stopped ${processes(leftovers)} the build left running.`);
   } finally {
-    clearTimeout(killTimer);
+    stopReaping();
+    stopper.cancel();
     forward.forEach((remove) => remove());
   }
+  const note = notes.length > 0 ? notes.join(" ") : undefined;
+  if (note !== undefined) log(note);
 
   const finished: FinishedMessage = {
     type: "finished",
     exit: status,
-    streams: { stdout: pumps[0].summary(), stderr: pumps[1].summary() },
+    streams: {
+      stdout: stdoutPump.summary(),
+      stderr: stderrPump?.summary() ?? { bytes: 0, sha256: EMPTY_SHA256 },
+    },
   };
   if (note !== undefined) finished.note = note;
   const verdict = await line.finish(finished);

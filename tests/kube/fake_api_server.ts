@@ -2,13 +2,15 @@
  * A fake Kubernetes API server for tests: Pods, Secrets and Jobs with create,
  * get, list, watch (streamed JSON events, resourceVersion, 410 Gone, field and
  * label selectors), delete (grace periods, propagation policies) and pods/log,
- * bearer-token authentication, optional RBAC, and `Status` bodies shaped like
- * the real server's. Served over HTTPS with a test CA, as a cluster would be.
+ * bearer-token authentication, optional RBAC, `Status` bodies shaped like the
+ * real server's, and injected transient failures (fault_injection.ts). Served
+ * over HTTPS with a test CA, as a cluster would be.
  *
  * @module
  */
 
 import { fileURLToPath } from "node:url";
+import { FaultInjector, type FaultSpec } from "./fault_injection.ts";
 
 /** A stored object: plain JSON as the API serves it. */
 export type KObject = Record<string, unknown> & {
@@ -34,6 +36,8 @@ export interface StoreEvent {
 
 /** One request, as the server understood it. */
 export interface RequestRecord {
+  /** When the request arrived, in `performance.now()` milliseconds. */
+  receivedMs: number;
   method: string;
   path: string;
   query: URLSearchParams;
@@ -43,9 +47,12 @@ export interface RequestRecord {
   resource: string;
   group: string;
   name?: string;
+  /** The status answered (for a lost answer, the one that was lost); 0 when cut off unanswered. */
   status: number;
   /** The parsed request body, for writes. */
   body?: unknown;
+  /** The injected fault that hit this request, if any ("status", "reset" or "lostAnswer"). */
+  fault?: FaultSpec["kind"];
 }
 
 /** One rule of a Role. */
@@ -225,6 +232,9 @@ export class FakeApiServer {
   #front: Deno.Listener;
   #links = new Set<Deno.Conn>();
   #holds: Array<{ test: (r: RequestRecord) => boolean; until: Promise<unknown> }> = [];
+  /** How to cut each link, by the port its server side connects from. */
+  #linkCutters = new Map<number, () => void>();
+  #faults = new FaultInjector();
   /** Every request served, in order. */
   readonly requests: RequestRecord[] = [];
   /** `group/resource/verb` of every permitted request, for comparing with the Role. */
@@ -238,7 +248,15 @@ export class FakeApiServer {
       cert: Deno.readTextFileSync(`${TLS_DIR}server.crt`),
       key: Deno.readTextFileSync(`${TLS_DIR}server.key`),
       onListen: () => {},
-    }, (request) => this.#handle(request));
+      // A watch reset on purpose errors its body, which Deno.serve reports here; only
+      // other errors are news (Deno's default prints every one with a stack trace).
+      onError: (error) => {
+        const reset = error instanceof Error &&
+          error.message === "connection reset by the fake API server";
+        if (!reset) console.error("fake API server:", error);
+        return new Response("Internal Server Error\n", { status: 500 });
+      },
+    }, (request, info) => this.#handle(request, info.remoteAddr.port));
     // Clients connect through a plain TCP relay, so that a test can cut their connections
     // the way a crashing server or a dying link does (Deno.serve has no way to).
     this.#front = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -256,7 +274,9 @@ export class FakeApiServer {
       }
       this.#links.add(client);
       this.#links.add(server);
+      const port = (server.localAddr as Deno.NetAddr).port;
       const close = (): void => {
+        this.#linkCutters.delete(port);
         for (const conn of [client, server]) {
           if (this.#links.delete(conn)) {
             try {
@@ -267,6 +287,7 @@ export class FakeApiServer {
           }
         }
       };
+      this.#linkCutters.set(port, close);
       client.readable.pipeTo(server.writable, { preventClose: true }).catch(() => {}).finally(
         close,
       );
@@ -460,6 +481,19 @@ export class FakeApiServer {
     this.#holds.push({ test, until });
   }
 
+  /**
+   * Makes the next requests of a kind fail the way real API servers fail
+   * transiently (see fault_injection.ts); each spec hits `count` requests.
+   */
+  injectFaults(...specs: FaultSpec[]): void {
+    this.#faults.add(...specs);
+  }
+
+  /** Disarms every injected fault. */
+  clearFaults(): void {
+    this.#faults.clear();
+  }
+
   /** Resolves with the first request (made or to come) that `test` accepts. */
   waitForRequest(test: (record: RequestRecord) => boolean): Promise<RequestRecord> {
     const seen = this.requests.find(test);
@@ -500,12 +534,13 @@ export class FakeApiServer {
     );
   }
 
-  async #handle(request: Request): Promise<Response> {
+  async #handle(request: Request, linkPort: number): Promise<Response> {
     const url = new URL(request.url);
     const match =
       /^\/(?:api\/v1|apis\/batch\/v1)\/namespaces\/([^/]+)\/(pods|secrets|jobs)(?:\/([^/]+))?(?:\/(log))?$/
         .exec(url.pathname);
     const base = {
+      receivedMs: performance.now(),
       method: request.method,
       path: url.pathname,
       query: url.searchParams,
@@ -572,14 +607,34 @@ export class FakeApiServer {
     for (const hold of this.#holds) {
       if (hold.test(pending)) await hold.until.catch(() => {});
     }
+    const fault = this.#faults.take(pending);
+    if (fault?.response !== undefined) {
+      this.#record({ ...pending, status: fault.response.status, fault: fault.kind });
+      return fault.response;
+    }
+    if (fault?.kind === "reset") {
+      this.#record({ ...pending, status: 0, fault: fault.kind });
+      return this.#cutLink(linkPort);
+    }
     let response: Response;
     try {
       response = this.#serve({ verb, resource, namespace, name, subresource, url, body, request });
     } catch (error) {
       response = failure(400, "BadRequest", (error as Error).message);
     }
+    if (fault?.kind === "lostAnswer") {
+      this.#record({ ...pending, status: response.status, fault: fault.kind });
+      await response.body?.cancel();
+      return this.#cutLink(linkPort);
+    }
     record(response.status);
     return response;
+  }
+
+  /** Cuts the connection a request came in on; the answer returned never arrives. */
+  #cutLink(port: number): Response {
+    this.#linkCutters.get(port)?.();
+    return new Response(null, { status: 502 });
   }
 
   #serve(input: {

@@ -1,10 +1,12 @@
 /**
  * Pod networking for the kubelet stand-in: a bridge on the host, standing for
  * the cluster network, and one network namespace per pod with its own IP on
- * it. Needs root and `ip`; {@linkcode PodNetwork.create} says why it cannot.
+ * it. Needs root and `ip`; {@linkcode podNetworkUnavailable} says why it cannot.
  *
  * @module
  */
+
+import { unavailable } from "../support/requirements.ts";
 
 async function ip(...args: string[]): Promise<void> {
   const result = await new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
@@ -20,19 +22,13 @@ async function addressesInUse(): Promise<string> {
   return new TextDecoder().decode(result.stdout) + new TextDecoder().decode(routes.stdout);
 }
 
-/** Why pod network namespaces cannot be used here, or undefined when they can. */
+/**
+ * Why pod network namespaces cannot be used here, or undefined when they can;
+ * the cluster then runs pods on the host's network instead. Only root and `ip`
+ * (on PATH, as it is run) are needed: pod networking uses no nftables.
+ */
 export function podNetworkUnavailable(): string | undefined {
-  if (Deno.uid() !== 0) return "network namespaces need root";
-  try {
-    Deno.statSync("/usr/sbin/ip");
-  } catch {
-    try {
-      Deno.statSync("/sbin/ip");
-    } catch {
-      return "the ip command (iproute2) is missing";
-    }
-  }
-  return undefined;
+  return unavailable({ root: "for network namespaces", programs: ["ip"] });
 }
 
 /** A pod's place on the network. */

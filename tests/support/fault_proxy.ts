@@ -25,6 +25,14 @@ export interface Fault {
   cutOnMessage?: { direction: Direction; matches: (message: WireMessage) => boolean };
   /** Stop forwarding anything, both ways, once this many bytes have gone this way; sockets stay open. */
   stallAfter?: { direction: Direction; bytes: number };
+  /** Pass the first message this way that matches, then stall as {@linkcode stallAfter} does. */
+  stallAfterMessage?: { direction: Direction; matches: (message: WireMessage) => boolean };
+  /** Call `seen` for each message this way that matches, once it has been passed on. */
+  watch?: {
+    direction: Direction;
+    matches: (message: WireMessage) => boolean;
+    seen: () => void;
+  };
   /** Close only this direction (the far side reads end-of-file) after this many bytes went up. */
   halfCloseAfter?: { direction: Direction; upBytes: number };
   /** Hold every chunk this long before passing it on. */
@@ -119,16 +127,28 @@ export class FaultProxy {
   /** What happened so far. */
   readonly stats: ProxyStats = { connections: 0, cuts: 0, stalls: 0, halfCloses: 0 };
 
-  private constructor(targetPort: number, plan: (index: number) => Fault) {
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  private constructor(
+    targetPort: number,
+    plan: (index: number) => Fault,
+    listen: { hostname: string; port: number },
+  ) {
+    this.#listener = Deno.listen(listen);
     this.#targetPort = targetPort;
     this.#plan = plan;
     this.#accepting = this.#accept();
   }
 
-  /** Starts a proxy to `127.0.0.1:targetPort`; `plan` says what to do to the n-th connection (from 0). */
-  static start(targetPort: number, plan: (index: number) => Fault): FaultProxy {
-    return new FaultProxy(targetPort, plan);
+  /**
+   * Starts a proxy to `127.0.0.1:targetPort`, listening on `listen` (a port of
+   * its own on 127.0.0.1 by default); `plan` says what to do to the n-th
+   * connection (from 0).
+   */
+  static start(
+    targetPort: number,
+    plan: (index: number) => Fault,
+    listen: { hostname: string; port: number } = { hostname: "127.0.0.1", port: 0 },
+  ): FaultProxy {
+    return new FaultProxy(targetPort, plan, listen);
   }
 
   /** The port relays should dial. */
@@ -182,7 +202,8 @@ export class FaultProxy {
       this.#closeQuietly(server);
     };
     const pump = async (from: Deno.Conn, to: Deno.Conn, direction: Direction): Promise<void> => {
-      const splitter = fault.cutOnMessage?.direction === direction
+      const splitter = [fault.cutOnMessage, fault.stallAfterMessage, fault.watch]
+          .some((rule) => rule?.direction === direction)
         ? new FrameSplitter()
         : undefined;
       const buffer = new Uint8Array(64 * 1024);
@@ -222,11 +243,22 @@ export class FaultProxy {
           await this.#write(to, chunk, fault.delayMs);
         } else {
           for (const unit of splitter.push(chunk)) {
-            if (unit.message !== undefined && fault.cutOnMessage?.matches(unit.message)) {
+            const message = unit.message;
+            const rules = (
+              rule?: { direction: Direction; matches: (m: WireMessage) => boolean },
+            ): boolean =>
+              message !== undefined && rule?.direction === direction && rule.matches(message);
+            if (rules(fault.cutOnMessage)) {
               cut();
               return;
             }
+            if (state.stalled) break;
             await this.#write(to, unit.raw, fault.delayMs);
+            if (rules(fault.watch)) fault.watch?.seen();
+            if (rules(fault.stallAfterMessage)) {
+              state.stalled = true;
+              this.stats.stalls++;
+            }
           }
         }
         const half = fault.halfCloseAfter;

@@ -7,9 +7,7 @@
  */
 
 import { freePort, LineWatcher } from "./processes.ts";
-
-/** Where Debian's openssh-server puts sshd; it must be started by absolute path. */
-const SSHD_CANDIDATES = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"];
+import { findProgram, unavailable } from "./requirements.ts";
 
 /** How many loopback ports to try when another process takes the one picked. */
 const PORT_ATTEMPTS = 5;
@@ -17,35 +15,16 @@ const PORT_ATTEMPTS = 5;
 /** How long sshd may take to say it listens before it is given up on. */
 const START_TIMEOUT_MS = 15_000;
 
-function findSshd(): string | undefined {
-  return SSHD_CANDIDATES.find((path) => {
-    try {
-      return Deno.statSync(path).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
-function onPath(program: string): boolean {
-  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-    try {
-      return Deno.statSync(`${dir}/${program}`).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
 /**
  * Why an sshd cannot be started here, or undefined when it can: it needs root
- * (to log in as root without PAM, as CI does) and openssh-server and -client.
+ * (to log in as root without PAM, as CI does), openssh-server and -client, and
+ * git for what is pushed through it.
  */
 export function sshdUnavailable(): string | undefined {
-  if (Deno.build.os !== "linux" || Deno.uid() !== 0) return "needs root on Linux";
-  if (findSshd() === undefined) return "needs openssh-server (sshd)";
-  if (!onPath("ssh") || !onPath("ssh-keygen")) return "needs openssh-client (ssh, ssh-keygen)";
-  return undefined;
+  return unavailable({
+    root: "to log in over ssh as root",
+    programs: ["sshd", "ssh", "ssh-keygen", "git"],
+  });
 }
 
 /** A running sshd; dispose of it to stop it. */
@@ -78,7 +57,8 @@ function quote(word: string): string {
 
 /** Starts sshd on a free loopback port, with its keys and configuration in `dir`. */
 export async function startSshd(dir: string): Promise<SshServer> {
-  const sshd = findSshd();
+  // sshd refuses to start by a relative path, so it is started by the absolute one found.
+  const sshd = findProgram("sshd");
   if (sshd === undefined) throw new Error("sshd is not installed");
   // sshd refuses to start without its privilege-separation directory.
   await Deno.mkdir("/run/sshd", { recursive: true, mode: 0o755 });

@@ -1,40 +1,39 @@
 /**
- * The one door to the Kubernetes API: loads in-cluster or kubeconfig
- * credentials into the official client, forces HTTP/1.1, gives every request a
- * deadline, and turns the API's refusals into {@linkcode KubernetesApiError}
- * carrying the API's own message.
+ * The one door to the Kubernetes API: the official client on the credentials
+ * and HTTP/1.1 connections of kubeconfig.ts. Every request has a deadline and
+ * goes through the one retry policy (retry.ts); creation is safe to retry; the
+ * API's refusals become {@linkcode KubernetesApiError} carrying the API's own
+ * message.
  *
  * @module
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { Agent, type Dispatcher, fetch, ProxyAgent } from "undici";
-import { UsageError } from "../../errors.ts";
-import { formatDuration } from "../../format.ts";
+import { fetch } from "undici";
 import type { Timer } from "../../timing.ts";
+import { attemptError, finalError, retryLine, timeoutError } from "./api_errors.ts";
 import { KubernetesApiError } from "./errors.ts";
+import {
+  type ClusterAccess,
+  type Http1KubeConfig,
+  loadKubeConfig,
+  REQUEST_TIMEOUT_MS,
+} from "./kubeconfig.ts";
+import { RETRYABLE_STATUSES, retrying } from "./retry.ts";
 
-/** How long one ordinary API request may take. */
-const REQUEST_TIMEOUT_MS = 30_000;
-
-/** How long an idle kept-alive connection waits before TCP keepalive probes, as client-go does. */
-const KEEPALIVE_INITIAL_DELAY_MS = 30_000;
+export type { ClusterAccess } from "./kubeconfig.ts";
 
 /** How much longer than the watch's own timeout the client's idle timer waits. */
 const WATCH_IDLE_SLACK_SECONDS = 30;
 
-/** Where a pod's service account credentials are mounted. */
-const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/** Where to find the cluster and how to log in. */
-export interface ClusterAccess {
-  /** A kubeconfig file; without it the in-cluster service account is used. */
-  kubeconfig?: string;
-  /** The kubeconfig context to use instead of its current one. */
-  context?: string;
-  /** The namespace to work in; defaults to the context's or the service account's. */
-  namespace?: string;
+/** How API calls retry transient failures. */
+export interface RetrySettings {
+  /** How long all tries of one call may take together, in milliseconds. */
+  budgetMs: number;
 }
+
+/** The kinds of object phonehome creates. */
+export type CreatedKind = "secret" | "pod" | "job";
 
 /** The metadata phonehome reads from any object it lists. */
 export interface ObjectSummary {
@@ -69,101 +68,6 @@ export interface WatchRequest {
   onDone: (error: unknown) => void;
 }
 
-function tlsOptionsOf(options: Record<string, unknown>): Record<string, unknown> {
-  const tls: Record<string, unknown> = {};
-  for (
-    const key of ["ca", "cert", "key", "pfx", "passphrase", "rejectUnauthorized", "servername"]
-  ) {
-    if (options[key] !== undefined) tls[key] = options[key];
-  }
-  return tls;
-}
-
-/**
- * A kubeconfig whose requests all go through one HTTP/1.1 connection pool.
- * The client's own dispatcher lets undici negotiate HTTP/2, and under Deno a
- * server closing an HTTP/2 connection can crash the process; a fresh pool per
- * request (what the client builds) would also leak connections.
- */
-class Http1KubeConfig extends k8s.KubeConfig {
-  #dispatcher: Promise<Dispatcher> | undefined;
-
-  /** Adds the credentials, then swaps in the HTTP/1.1 dispatcher and a request deadline. */
-  override async applySecurityAuthentication(context: k8s.RequestContext): Promise<void> {
-    await super.applySecurityAuthentication(context);
-    this.#dispatcher ??= this.#createDispatcher();
-    context.setDispatcher(await this.#dispatcher);
-    if (context.getSignal() === undefined) {
-      context.setSignal(AbortSignal.timeout(REQUEST_TIMEOUT_MS));
-    }
-  }
-
-  async #createDispatcher(): Promise<Dispatcher> {
-    const options: Record<string, unknown> = {};
-    await this.applyToHTTPSOptions(options);
-    const tls = tlsOptionsOf(options);
-    const proxy = this.getCurrentCluster()?.proxyUrl;
-    if (proxy !== undefined && proxy !== "") {
-      if (proxy.startsWith("socks")) {
-        throw new UsageError(
-          `The kubeconfig names the SOCKS proxy ${proxy}, which phonehome does not support; ` +
-            `use an HTTP proxy or none.`,
-        );
-      }
-      return new ProxyAgent({ uri: proxy, requestTls: tls, allowH2: false });
-    }
-    return new Agent({
-      allowH2: false,
-      connect: { ...tls, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
-    });
-  }
-}
-
-interface ApiStatus {
-  message?: string;
-  reason?: string;
-  code?: number;
-}
-
-function parseStatus(body: unknown): ApiStatus {
-  let value = body;
-  if (typeof body === "string") {
-    try {
-      value = JSON.parse(body);
-    } catch {
-      return { message: body.trim().slice(0, 500) || undefined };
-    }
-  }
-  if (typeof value !== "object" || value === null) return {};
-  const record = value as Record<string, unknown>;
-  return {
-    message: typeof record.message === "string" ? record.message : undefined,
-    reason: typeof record.reason === "string" ? record.reason : undefined,
-    code: typeof record.code === "number" ? record.code : undefined,
-  };
-}
-
-function hintFor(status: number): string {
-  switch (status) {
-    case 401:
-      return " Check the service account token or the kubeconfig's credentials.";
-    case 403:
-      return " Check the builder's Role and RoleBinding (deploy/rbac.yaml).";
-    case 422:
-      return " Check the pod template and the flags that shape the pod.";
-    default:
-      return "";
-  }
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : "";
-    return `${error.message}${cause}`;
-  }
-  return String(error);
-}
-
 function readSummary(metadata: k8s.V1ObjectMeta | undefined): ObjectSummary {
   const created = metadata?.creationTimestamp as unknown;
   const createdMs = created instanceof Date
@@ -178,18 +82,28 @@ function readSummary(metadata: k8s.V1ObjectMeta | undefined): ObjectSummary {
   };
 }
 
+/** Whether `object` carries every one of `labels`. */
+function carriesLabels(object: k8s.KubernetesObject, labels: Record<string, string>): boolean {
+  const own = object.metadata?.labels ?? {};
+  return Object.entries(labels).every(([key, value]) => own[key] === value);
+}
+
 /** Typed access to the few API calls phonehome makes, in one namespace. */
 export class KubeClient {
   #config: Http1KubeConfig;
   #core: k8s.CoreV1Api;
   #batch: k8s.BatchV1Api;
   #server: string;
+  #retry: RetrySettings;
   /** The namespace every call works in. */
   readonly namespace: string;
+  /** Where a line about each retry goes (with --verbose); undefined says nothing. */
+  onRetry: ((line: string) => void) | undefined;
 
-  private constructor(config: Http1KubeConfig, namespace: string) {
+  private constructor(config: Http1KubeConfig, namespace: string, retry: RetrySettings) {
     this.#config = config;
     this.namespace = namespace;
+    this.#retry = retry;
     this.#server = config.getCurrentCluster()?.server ?? "";
     this.#core = config.makeApiClient(k8s.CoreV1Api);
     this.#batch = config.makeApiClient(k8s.BatchV1Api);
@@ -199,51 +113,14 @@ export class KubeClient {
    * Loads credentials: the kubeconfig file when one is given, otherwise the
    * pod's service account. Throws {@linkcode UsageError} when neither works.
    */
-  static load(access: ClusterAccess): KubeClient {
-    const config = new Http1KubeConfig();
-    let namespace = access.namespace;
-    if (access.kubeconfig !== undefined) {
-      try {
-        config.loadFromFile(access.kubeconfig);
-      } catch (error) {
-        throw new UsageError(
-          `Cannot load the kubeconfig ${access.kubeconfig}: ${errorText(error)}.`,
-        );
-      }
-      if (access.context !== undefined) {
-        if (config.getContextObject(access.context) === null) {
-          throw new UsageError(
-            `The kubeconfig ${access.kubeconfig} has no context ${JSON.stringify(access.context)}.`,
-          );
-        }
-        config.setCurrentContext(access.context);
-      }
-      if (config.getCurrentCluster() === null) {
-        throw new UsageError(
-          `The kubeconfig ${access.kubeconfig} names no cluster for its current context; ` +
-            `set current-context or --context.`,
-        );
-      }
-      namespace ??= config.getContextObject(config.getCurrentContext())?.namespace;
-    } else {
-      if (!Deno.env.get("KUBERNETES_SERVICE_HOST") || !Deno.env.get("KUBERNETES_SERVICE_PORT")) {
-        throw new UsageError(
-          "Not running inside a Kubernetes pod (KUBERNETES_SERVICE_HOST is unset) and no " +
-            "kubeconfig was given; set --kubeconfig or KUBECONFIG.",
-        );
-      }
-      try {
-        Deno.statSync(`${SERVICE_ACCOUNT_DIR}/token`);
-      } catch {
-        throw new UsageError(
-          `No service account token at ${SERVICE_ACCOUNT_DIR}/token; mount the builder's ` +
-            `service account (automountServiceAccountToken) or set --kubeconfig.`,
-        );
-      }
-      config.loadFromCluster();
-      namespace ??= config.getContextObject(config.getCurrentContext())?.namespace?.trim();
-    }
-    return new KubeClient(config, namespace || "default");
+  static load(access: ClusterAccess, retry: RetrySettings): KubeClient {
+    const { config, namespace } = loadKubeConfig(access);
+    return new KubeClient(config, namespace, retry);
+  }
+
+  /** How long all tries of one call may take together. */
+  get retryBudgetMs(): number {
+    return this.#retry.budgetMs;
   }
 
   /** The API server's URL, for messages. */
@@ -251,63 +128,122 @@ export class KubeClient {
     return this.#server;
   }
 
-  async #call<T>(what: string, request: () => Promise<T>): Promise<T> {
+  /**
+   * Makes one API call under the retry policy: each try has a deadline, and a
+   * failure that stands names the call, the answer and the tries made.
+   */
+  async #call<T>(what: string, request: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let mayHaveTakenEffect = false;
+    const result = await retrying({
+      attempt: (timeoutMs) => this.#try(what, request, timeoutMs),
+      failureOf: (error) => {
+        if (!(error instanceof KubernetesApiError)) return undefined;
+        mayHaveTakenEffect ||= error.mayHaveTakenEffect;
+        return error;
+      },
+      budgetMs: this.#retry.budgetMs,
+      attemptTimeoutMs: REQUEST_TIMEOUT_MS,
+      signal,
+      onRetry: (notice) => this.onRetry?.(retryLine(what, notice)),
+    });
+    if (result.ok) return result.value;
+    throw finalError(what, result.error as KubernetesApiError, { ...result, mayHaveTakenEffect });
+  }
+
+  /** One try: the request within `timeoutMs`; a failure is read as a KubernetesApiError. */
+  async #try<T>(what: string, request: () => Promise<T>, timeoutMs: number): Promise<T> {
     let timer: Timer | undefined;
+    // Under Deno an aborted fetch may never settle, so the deadline cannot rely on the signal.
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(
-          new KubernetesApiError(
-            `${what} failed: the Kubernetes API at ${this.#server} did not answer within ` +
-              `${formatDuration(REQUEST_TIMEOUT_MS)}.`,
-          ),
-        );
-      }, REQUEST_TIMEOUT_MS);
+      timer = setTimeout(() => reject(timeoutError(what, this.#server, timeoutMs)), timeoutMs);
     });
     try {
       return await Promise.race([request(), timeout]);
     } catch (error) {
-      if (error instanceof KubernetesApiError || error instanceof UsageError) throw error;
-      if (error instanceof k8s.ApiException) {
-        const status = parseStatus(error.body);
-        const code = error.code as number;
-        const reason = status.reason ?? (code === 401 ? "Unauthorized" : undefined);
-        throw new KubernetesApiError(
-          `${what} failed: ${status.message ?? reason ?? "no reason given"} (HTTP ${code}` +
-            `${reason === undefined ? "" : `, ${reason}`}).${hintFor(code)}`,
-          { status: code, reason, cause: error },
-        );
-      }
-      throw new KubernetesApiError(
-        `${what} failed: cannot reach the Kubernetes API at ${this.#server} ` +
-          `(${errorText(error)}).`,
-        { cause: error },
-      );
+      throw attemptError(what, error, this.#server);
     } finally {
       clearTimeout(timer);
     }
   }
 
-  /** Creates a Secret. */
+  /**
+   * Creates an object under the retry policy. A retried create may find the
+   * object already there, made by a try whose answer was lost: when it carries
+   * this build's labels that counts as success; anything else of that name is
+   * an error.
+   */
+  async #create<T extends k8s.KubernetesObject>(
+    kind: CreatedKind,
+    body: T,
+    request: () => Promise<T>,
+  ): Promise<T> {
+    const name = body.metadata?.name ?? "";
+    try {
+      return await this.#call(`Creating ${kind} ${name}`, request);
+    } catch (error) {
+      if (!(error instanceof KubernetesApiError) || error.status !== 409 || error.tries < 2) {
+        throw error;
+      }
+      const labels = body.metadata?.labels ?? {};
+      const existing = await this.#findByName(kind, name);
+      if (existing !== undefined && carriesLabels(existing, labels)) return existing as T;
+      const why = existing === undefined
+        ? "it was gone again when read back"
+        : `its labels differ from ${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(",")}`;
+      throw new KubernetesApiError(
+        `${error.message} It is not this build's (${why}); check what else creates objects ` +
+          `named like phonehome's in namespace ${this.namespace}.`,
+        {
+          status: 409,
+          reason: error.reason,
+          problem: error.problem,
+          tries: error.tries,
+          mayHaveTakenEffect: false,
+        },
+      );
+    }
+  }
+
+  /** The object of a kind with this name, read with a list (a verb the Role has), if any. */
+  async #findByName(kind: CreatedKind, name: string): Promise<k8s.KubernetesObject | undefined> {
+    const namespace = this.namespace;
+    const fieldSelector = `metadata.name=${name}`;
+    const what = `Reading ${kind} ${name}`;
+    const list: { items: k8s.KubernetesObject[] } = kind === "secret"
+      ? await this.#call(what, () => this.#core.listNamespacedSecret({ namespace, fieldSelector }))
+      : kind === "pod"
+      ? await this.#call(what, () => this.#core.listNamespacedPod({ namespace, fieldSelector }))
+      : await this.#call(what, () => this.#batch.listNamespacedJob({ namespace, fieldSelector }));
+    return list.items.find((item) => item.metadata?.name === name);
+  }
+
+  /**
+   * Creates a Secret. Like the other creates, a retry that finds the object
+   * already made, with the same labels, by a try whose answer was lost counts
+   * as success.
+   */
   async createSecret(secret: k8s.V1Secret): Promise<void> {
-    const name = secret.metadata?.name ?? "";
-    await this.#call(
-      `Creating secret ${name}`,
+    await this.#create(
+      "secret",
+      secret,
       () => this.#core.createNamespacedSecret({ namespace: this.namespace, body: secret }),
     );
   }
 
   /** Creates a Pod and returns it as the API stored it. */
   createPod(pod: k8s.V1Pod): Promise<k8s.V1Pod> {
-    return this.#call(
-      `Creating pod ${pod.metadata?.name ?? ""}`,
+    return this.#create(
+      "pod",
+      pod,
       () => this.#core.createNamespacedPod({ namespace: this.namespace, body: pod }),
     );
   }
 
   /** Creates a Job and returns it as the API stored it. */
   createJob(job: k8s.V1Job): Promise<k8s.V1Job> {
-    return this.#call(
-      `Creating job ${job.metadata?.name ?? ""}`,
+    return this.#create(
+      "job",
+      job,
       () => this.#batch.createNamespacedJob({ namespace: this.namespace, body: job }),
     );
   }
@@ -447,11 +383,12 @@ export class KubeClient {
 
   /**
    * Opens a container's log as a byte stream, at most `limitBytes` of it;
-   * undefined when the API has none (the pod is gone, or never ran).
-   * The typed call cannot do this: the API answers 204 with no body for a pod
-   * that was never scheduled, which the typed call fails to parse.
+   * undefined when the API has none (the pod is gone, or never ran). Transient
+   * failures are retried until `signal` aborts. The typed call cannot do this:
+   * the API answers 204 with no body for a pod that was never scheduled, which
+   * the typed call fails to parse.
    */
-  async openLog(
+  openLog(
     options: { pod: string; container: string; limitBytes: number; signal: AbortSignal },
   ): Promise<ReadableStream<Uint8Array> | undefined> {
     const url = new URL(
@@ -460,18 +397,29 @@ export class KubeClient {
     );
     url.searchParams.set("container", options.container);
     url.searchParams.set("limitBytes", String(options.limitBytes));
-    const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
-    context.setSignal(options.signal);
-    await this.#config.applySecurityAuthentication(context);
-    const response = await fetch(url, {
-      headers: context.getHeaders(),
-      dispatcher: context.getDispatcher(),
-      signal: options.signal,
-    });
-    if (response.status !== 200 || response.body === null) {
-      await response.body?.cancel();
-      return undefined;
-    }
-    return response.body as ReadableStream<Uint8Array>;
+    return this.#call(`Reading the log of pod ${options.pod}`, async () => {
+      const context = new k8s.RequestContext(url.toString(), k8s.HttpMethod.GET);
+      context.setSignal(options.signal);
+      await this.#config.applySecurityAuthentication(context);
+      const response = await fetch(url, {
+        headers: context.getHeaders(),
+        dispatcher: context.getDispatcher(),
+        signal: options.signal,
+      });
+      if (RETRYABLE_STATUSES.has(response.status)) {
+        // Read as the typed calls read a refusal, so that it is retried like theirs.
+        throw new k8s.ApiException(
+          response.status,
+          "The log could not be read.",
+          await response.text(),
+          Object.fromEntries(response.headers),
+        );
+      }
+      if (response.status !== 200 || response.body === null) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      return response.body as ReadableStream<Uint8Array>;
+    }, options.signal);
   }
 }

@@ -8,7 +8,7 @@
 
 import { UsageError } from "../../errors.ts";
 import type { FlagSpec, ParsedFlags } from "../../cli/flags.ts";
-import type { ClusterAccess } from "./client.ts";
+import type { ClusterAccess, RetrySettings } from "./client.ts";
 
 /** How the pod is wrapped: a bare Pod, or a `batch/v1` Job. */
 export type WorkloadKind = "pod" | "job";
@@ -43,9 +43,23 @@ export const clusterFlags: readonly FlagSpec[] = [
   },
 ];
 
+/** `--api-retry-budget`: how long one API call may retry, for `build` and `gc`. */
+export const apiRetryBudgetFlag: FlagSpec = {
+  name: "api-retry-budget",
+  kind: "integer",
+  env: ["PHONEHOME_API_RETRY_BUDGET"],
+  default: "30000",
+  valueName: "MS",
+  min: 1000,
+  help: "Kubernetes backend: how long one API call may keep trying when the API fails in " +
+    "passing (429 after its Retry-After; 500, 502, 503, 504, dropped connections and " +
+    "timeouts after a growing pause). Each deletion after the build gets as long again.",
+};
+
 /** Flags of `build --backend kubernetes`. */
 export const kubernetesBuildFlags: readonly FlagSpec[] = [
   ...clusterFlags,
+  apiRetryBudgetFlag,
   {
     name: "pod-template",
     kind: "string",
@@ -180,6 +194,8 @@ export const kubernetesBuildFlags: readonly FlagSpec[] = [
 /** Settings of the Kubernetes backend, read from the command line and environment. */
 export interface KubernetesSettings {
   access: ClusterAccess;
+  /** How API calls retry. */
+  retry: RetrySettings;
   /** Path of a Pod or Job template. */
   templatePath?: string;
   image?: string;
@@ -208,6 +224,15 @@ export function clusterAccess(flags: ParsedFlags): ClusterAccess {
     context: flags.string("context") || undefined,
     namespace: flags.string("namespace") || undefined,
   };
+}
+
+/** Reads `--api-retry-budget` (its default is in {@linkcode apiRetryBudgetFlag}). */
+export function apiRetrySettings(flags: ParsedFlags): RetrySettings {
+  const budgetMs = flags.integer(apiRetryBudgetFlag.name);
+  if (budgetMs === undefined) {
+    throw new TypeError(`--${apiRetryBudgetFlag.name} has no default; its spec must give one.`);
+  }
+  return { budgetMs };
 }
 
 /** Parses `K<sep>V,K2<sep>V2`; an empty value gives an empty record. */
@@ -303,6 +328,7 @@ export function kubernetesSettings(
   );
   return {
     access: clusterAccess(flags),
+    retry: apiRetrySettings(flags),
     templatePath: flags.string("pod-template") || undefined,
     image: flags.string("image") || undefined,
     env: parseEnv(flags),

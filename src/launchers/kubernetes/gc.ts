@@ -1,7 +1,8 @@
 /**
  * `phonehome gc`'s work: find the Pods, Jobs and Secrets phonehome created (by
  * label) that are older than a given age, and delete them. Builds whose
- * builder died, or that ran with --keep-pod, leave such objects behind.
+ * builder died, or that ran with --keep-pod, leave such objects behind. Every
+ * call retries transient failures under the same policy as a build's.
  *
  * @module
  */
@@ -9,12 +10,21 @@
 import { formatDuration } from "../../format.ts";
 import type { ByteSink } from "../../io.ts";
 import { writeAll } from "../../io.ts";
-import { type ClusterAccess, KubeClient, type ObjectSummary } from "./client.ts";
+import {
+  type ClusterAccess,
+  KubeClient,
+  type ObjectSummary,
+  type RetrySettings,
+} from "./client.ts";
 import { MANAGED_SELECTOR } from "./naming.ts";
 
 /** Settings of a collection. */
 export interface GcOptions {
   access: ClusterAccess;
+  /** How API calls retry. */
+  retry: RetrySettings;
+  /** Where a line about each retry goes (with --verbose); undefined says nothing. */
+  onRetry?: (line: string) => void;
   /** Only objects created longer ago than this are deleted. */
   olderThanMs: number;
   /** Say what would be deleted, delete nothing. */
@@ -34,7 +44,8 @@ export interface GcReport {
 
 /** Deletes leftover build objects; resolves with what it did. Throws KubernetesApiError when listing fails. */
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
-  const client = KubeClient.load(options.access);
+  const client = KubeClient.load(options.access, options.retry);
+  client.onRetry = options.onRetry;
   const nowMs = options.nowMs ?? Date.now();
   const found = await client.listLabelled(MANAGED_SELECTOR);
   const old = (item: ObjectSummary): boolean =>

@@ -1,7 +1,9 @@
 /**
  * The Kubernetes launcher: runs one build as a Pod or Job whose relay phones
  * home to this process's receiver, fails fast when the pod cannot, and deletes
- * what it created when the build is over, however it ended.
+ * what it created when the build is over, however it ended: the Secret first,
+ * each deletion retried within its own budget, and whatever stays behind named
+ * with the command that removes it.
  *
  * @module
  */
@@ -12,7 +14,6 @@ import { signalExitCode } from "../../exit_codes.ts";
 import type { ParsedFlags } from "../../cli/flags.ts";
 import { relaySpec } from "../../cli/relay_command.ts";
 import { isWildcard, type Receiver, type ReceiverOptions } from "../../receiver/receiver.ts";
-import { settlesWithin } from "../../timing.ts";
 import { KubeClient } from "./client.ts";
 import { KubernetesApiError } from "./errors.ts";
 import { type KubernetesSettings, kubernetesSettings } from "./flags.ts";
@@ -32,8 +33,20 @@ import { BuildSupervisor } from "./supervisor.ts";
  */
 const RECEIVER_DEADLINE_SLACK_MS = 10_000;
 
-/** How long deleting the build's objects may take in all. */
-const CLEANUP_TIMEOUT_MS = 30_000;
+/**
+ * Whether a build object exists: created, never made, or unknown (a create
+ * that failed after its request may have been carried out).
+ */
+type Presence = "created" | "absent" | "unknown";
+
+/**
+ * Where a failed create leaves its object: tries that were all refused or
+ * never sent, or a 409 for an object that is not this build's, made nothing;
+ * after a lost answer, a 5xx or a timeout the object may exist.
+ */
+function presenceAfter(error: KubernetesApiError): Presence {
+  return error.status === 409 || !error.mayHaveTakenEffect ? "absent" : "unknown";
+}
 
 /** What running a prepared build needs. */
 export interface KubernetesRunInput {
@@ -89,7 +102,7 @@ export async function prepareKubernetesBuild(
     ? undefined
     : await loadTemplate(settings.templatePath);
   const plan = planWorkload(settings, template);
-  const client = KubeClient.load(settings.access);
+  const client = KubeClient.load(settings.access, settings.retry);
   return new KubernetesBuild({ settings, plan, client, receiverOptions, relayEnv });
 }
 
@@ -134,7 +147,16 @@ export class KubernetesBuild {
       ? (workload as k8s.V1Job).spec?.template.spec
       : (workload as k8s.V1Pod).spec;
     const image = podSpec?.containers.find((c) => c.name === plan.containerName)?.image ?? "";
-    let created = { secret: false, workload: false };
+    const created: { secret: Presence; workload: Presence } = {
+      secret: "absent",
+      workload: "absent",
+    };
+    // Each retry is one line, and only with --verbose: a retry that succeeds is nobody's concern.
+    if (this.receiverOptions.verbose) {
+      this.#client.onRetry = (line) => {
+        receiver.message(line);
+      };
+    }
     const supervisor = new BuildSupervisor({
       client: this.#client,
       plan,
@@ -164,15 +186,18 @@ export class KubernetesBuild {
     };
     input.signals?.addEventListener("signal", onSignal);
     await receiver.message("Starting build... but first, coffee!");
+    let creating: keyof typeof created = "secret";
     try {
       await this.#client.createSecret(buildSecret(plan, input.token));
-      created = { ...created, secret: true };
+      created.secret = "created";
+      creating = "workload";
       if (plan.kind === "job") await this.#client.createJob(workload as k8s.V1Job);
       else await this.#client.createPod(workload as k8s.V1Pod);
-      created = { ...created, workload: true };
+      created.workload = "created";
     } catch (error) {
       input.signals?.removeEventListener("signal", onSignal);
       if (!(error instanceof KubernetesApiError)) throw error;
+      created[creating] = presenceAfter(error);
       receiver.abort(error.exitCode, error.message);
       const outcome = await receiver.outcome;
       await this.#cleanUp(receiver, created);
@@ -202,29 +227,65 @@ export class KubernetesBuild {
       : this.#client.deletePod(this.#plan.name);
   }
 
+  /**
+   * Deletes what the build created, the Secret first: the token must not
+   * outlive the build. Each deletion retries within its own budget; what still
+   * cannot be deleted is named, with the command that removes it.
+   */
   async #cleanUp(
     receiver: Receiver,
-    created: { secret: boolean; workload: boolean },
+    created: { secret: Presence; workload: Presence },
   ): Promise<void> {
-    const work: Array<Promise<unknown>> = [];
-    const failures: string[] = [];
-    const attempt = (request: () => Promise<unknown>): void => {
-      work.push(request().catch((error: Error) => failures.push(error.message)));
-    };
-    if (created.workload && !this.#settings.keepPod) attempt(() => this.#deleteWorkload());
-    if (created.secret) attempt(() => this.#client.deleteSecret(this.#plan.secretName));
-    if (created.workload && this.#settings.keepPod) {
-      await receiver.message(
-        `Keeping ${this.#plan.kind === "job" ? "job" : "pod"} ${this.#plan.name} ` +
-          `(--keep-pod); 'phonehome gc' removes it later.`,
+    const plan = this.#plan;
+    if (created.secret !== "absent") {
+      await this.#remove(
+        receiver,
+        { kind: "secret", name: plan.secretName, presence: created.secret },
+        () => this.#client.deleteSecret(plan.secretName),
       );
     }
-    if (!(await settlesWithin(Promise.all(work), CLEANUP_TIMEOUT_MS))) {
-      failures.push("the Kubernetes API did not answer in time");
-    }
-    for (const failure of failures) {
+    if (created.workload === "absent") return;
+    if (created.workload === "created" && this.#settings.keepPod) {
       await receiver.message(
-        `Could not clean up after the build: ${failure} 'phonehome gc' removes leftovers.`,
+        `Keeping ${plan.kind} ${plan.name} (--keep-pod); 'phonehome gc' removes it later.`,
+      );
+      return;
+    }
+    await this.#remove(
+      receiver,
+      { kind: plan.kind, name: plan.name, presence: created.workload },
+      () => this.#deleteWorkload(),
+    );
+  }
+
+  /**
+   * Runs one deletion; when it fails for good, says what is left (or may be,
+   * after a create whose outcome is unknown) and how to remove it.
+   */
+  async #remove(
+    receiver: Receiver,
+    object: { kind: string; name: string; presence: Presence },
+    remove: () => Promise<boolean>,
+  ): Promise<void> {
+    try {
+      await remove();
+    } catch (error) {
+      if (!(error instanceof KubernetesApiError)) throw error;
+      const { kind, name } = object;
+      const tries = `${error.tries} ${error.tries === 1 ? "try" : "tries"}`;
+      const command = `kubectl -n ${this.#client.namespace} delete ${kind} ${name}`;
+      const sure = object.presence === "created";
+      const holding = kind !== "secret"
+        ? ""
+        : sure
+        ? "; it holds the build's token"
+        : "; it may hold the build's token";
+      await receiver.message(
+        sure
+          ? `Could not delete ${kind} ${name} after ${tries}: ${error.problem}${holding}. ` +
+            `Remove it with: ${command}`
+          : `Could not make sure ${kind} ${name} is gone after ${tries}: ${error.problem}` +
+            `${holding}. If it exists, remove it with: ${command}`,
       );
     }
   }

@@ -6,7 +6,7 @@
  */
 
 import { settlesWithin } from "../../timing.ts";
-import type { Receiver } from "../../receiver/receiver.ts";
+import type { BuildReceiver } from "../../receiver/receiver.ts";
 import type { KubeClient } from "./client.ts";
 
 /** Most of a pod log shown as a fallback. */
@@ -18,14 +18,14 @@ const FALLBACK_LOG_TIMEOUT_MS = 15_000;
 /** What to show. */
 export interface PodLogRequest {
   client: KubeClient;
-  receiver: Receiver;
+  receiver: BuildReceiver;
   pod: string;
   container: string;
   /** The sentence before the log. */
   heading: string;
 }
 
-async function copy(stream: ReadableStream<Uint8Array>, receiver: Receiver): Promise<void> {
+async function copy(stream: ReadableStream<Uint8Array>, receiver: BuildReceiver): Promise<void> {
   for await (const chunk of stream) await receiver.writeStdout(chunk);
 }
 

@@ -3,10 +3,14 @@
  * version, resume from the last version seen whenever a watch ends, re-list
  * on 410 Gone, and abandon any watch that outlives its own timeout, because a
  * connection that dies silently never ends the client's watch under Deno.
+ * Failures are retried without end; like the API calls' retries, each is a
+ * line only with --verbose, and the trouble is reported once it has lasted the
+ * retry budget.
  *
  * @module
  */
 
+import { formatDuration } from "../../format.ts";
 import type { Timer } from "../../timing.ts";
 import type { KubeClient } from "./client.ts";
 import { type PodView, readPod } from "./pod_status.ts";
@@ -20,9 +24,6 @@ const WATCH_SLACK_MS = 5_000;
 /** Longest pause between retries of a failing list or watch. */
 const MAX_RETRY_PAUSE_MS = 5_000;
 
-/** Consecutive failures after which the trouble is reported (once per streak). */
-const FAILURES_BEFORE_REPORT = 3;
-
 /** What the watcher reports. */
 export interface PodWatchListener {
   /** A full list of the matching pods: the first, and after every re-list. */
@@ -31,7 +32,7 @@ export interface PodWatchListener {
   onPod(pod: PodView): void;
   /** A pod was deleted from the API. */
   onDeleted(pod: PodView): void;
-  /** The API keeps failing; the watcher keeps retrying. */
+  /** The API has kept failing for the retry budget; the watcher keeps retrying. */
   onTrouble(message: string): void;
 }
 
@@ -99,7 +100,10 @@ export class PodWatcher {
   }
 
   async #run(): Promise<void> {
+    const { client } = this.#options;
     let failures = 0;
+    let failingSinceMs: number | undefined;
+    let reported = false;
     while (!this.#stopped) {
       try {
         if (this.#resourceVersion === undefined) await this.#list();
@@ -107,19 +111,28 @@ export class PodWatcher {
         const end = await this.#watchOnce();
         if (end === "expired") this.#resourceVersion = undefined;
         failures = 0;
+        failingSinceMs = undefined;
+        reported = false;
       } catch (error) {
         if (this.#stopped) return;
         failures++;
-        if (failures === FAILURES_BEFORE_REPORT) {
-          this.#options.listener.onTrouble(
-            `Watching the build pod keeps failing (${describe(error)}); retrying. The build's ` +
-              `output and result do not depend on it.`,
-          );
-        }
+        failingSinceMs ??= performance.now();
         const pauseMs = Math.min(
           this.#options.tickMs * 2 ** Math.min(failures - 1, 16),
           MAX_RETRY_PAUSE_MS,
         );
+        if (!reported && performance.now() - failingSinceMs >= client.retryBudgetMs) {
+          reported = true;
+          this.#options.listener.onTrouble(
+            `Watching the build pod keeps failing (${describe(error)}); retrying. The build's ` +
+              `output and result do not depend on it.`,
+          );
+        } else {
+          client.onRetry?.(
+            `Watching the build pod: ${describe(error)}; trying again in ` +
+              `${formatDuration(pauseMs)} (try ${failures + 1}).`,
+          );
+        }
         await new Promise<void>((resolve) => {
           this.#wakePause = resolve;
           this.#pauseTimer = setTimeout(resolve, pauseMs);

@@ -10,7 +10,7 @@
 
 import { ExitCode } from "../../exit_codes.ts";
 import { formatDuration } from "../../format.ts";
-import type { Receiver } from "../../receiver/receiver.ts";
+import type { BuildReceiver } from "../../receiver/receiver.ts";
 import { settlesWithin, type Timer } from "../../timing.ts";
 import type { KubeClient } from "./client.ts";
 import type { WorkloadPlan } from "./manifest.ts";
@@ -28,7 +28,7 @@ const TERMINATION_SETTLE_MS = 2_000;
 export interface SupervisorOptions {
   client: KubeClient;
   plan: WorkloadPlan;
-  receiver: Receiver;
+  receiver: BuildReceiver;
   /** The URL the relay must dial, for messages. */
   url: string;
   /** The image the pod runs, for messages. */
@@ -113,8 +113,15 @@ export class BuildSupervisor {
     return undefined;
   }
 
+  /**
+   * Whether the build's end is no longer the pod's to decide: the supervisor
+   * failed it already, or FINISHED has arrived, so everything the build wrote
+   * is here and the receiver concludes on its own, however slowly its output
+   * is read.
+   */
   get #settled(): boolean {
-    return this.#failing || this.#options.receiver.done || this.#options.receiver.answered;
+    const { receiver } = this.#options;
+    return this.#failing || receiver.done || receiver.answered || receiver.finishedArrived;
   }
 
   #onList(pods: PodView[]): void {

@@ -1,0 +1,476 @@
+/**
+ * One build's stream on the receiver, as a state machine: waiting for the
+ * relay, streaming (with the relay connected or away), verifying FINISHED,
+ * answered (the verdict sent), and over. Connections come and go; the
+ * session decides which one owns the stream, what it may send, and when the
+ * build's outcome is settled.
+ *
+ * @module
+ */
+
+import { ExitCode } from "../exit_codes.ts";
+import { formatBytes, formatDuration } from "../format.ts";
+import {
+  CloseCode,
+  closeReason,
+  decodeDataFrame,
+  encodeControl,
+  type ExitStatus,
+  type FinishedMessage,
+  HELLO_TIMEOUT_MS,
+  MAX_HELLO_MESSAGE_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_PENDING_HANDSHAKES,
+  MAX_UNREAD_REPLY_BYTES,
+  MAX_WINDOW_BYTES,
+  MIN_WINDOW_BYTES,
+  parseRelayMessage,
+  PING_TIMEOUT_INTERVALS,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type ReceiverMessage,
+  type VerdictMessage,
+  versionMismatchMessage,
+} from "../protocol.ts";
+import type { Refusal, Upgrade } from "./admission.ts";
+import { BuildStream } from "./build_stream.ts";
+import type { BuilderConsole } from "./console.ts";
+import { ServerSocket, type SocketClose } from "./websocket/server_socket.ts";
+import type { Timer } from "../timing.ts";
+
+/** How long the receiver waits for the relay to close after the verdict. */
+export const VERDICT_LINGER_MS = 5_000;
+
+/** How long a close handshake may take before the connection is dropped. */
+const CLOSE_TIMEOUT_MS = 2_000;
+
+/** Where the stream stands. */
+export type Phase = "waiting" | "streaming" | "verifying" | "answered" | "over";
+
+/** How a session ended. */
+export interface SessionOutcome {
+  /** The status to exit with: the build's own, or one of {@linkcode ExitCode}. */
+  exitCode: number;
+  /** The build's exit status, when FINISHED arrived and checked out. */
+  exit?: ExitStatus;
+  /** Whether a relay ever completed the handshake. */
+  connected: boolean;
+  /** A sentence for the user, when the session ended other than by a good verdict. */
+  message?: string;
+}
+
+/** Settings of a {@linkcode Session}. */
+export interface SessionOptions {
+  console: BuilderConsole;
+  /** The URL relays dial, for messages. */
+  url: string;
+  connectTimeoutMs: number;
+  reconnectGraceMs: number;
+  pingIntervalMs: number;
+  /** Report connections, not only failures. */
+  verbose: boolean;
+  /** Tells the user, rate-limited, about a connection closed for breaking the rules. */
+  note: (remote: string, reason: string) => void;
+  /** Called once, when the outcome is settled; the session's connections are closing. */
+  onOver: (outcome: SessionOutcome, closed: Promise<void>) => void;
+}
+
+interface Connection {
+  socket: ServerSocket;
+  remote: string;
+  greeted: boolean;
+  helloTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set when this side closed the connection, with the reason it gave. */
+  closedBecause?: string;
+  lastHeardMs: number;
+  /** Set once the connection has been handled as lost. */
+  lost: boolean;
+  closed: Promise<void>;
+}
+
+/** One build's stream; see the module comment. */
+export class Session {
+  #options: SessionOptions;
+  #build: BuildStream;
+  #phase: Phase = "waiting";
+  #current: Connection | undefined;
+  #pending = new Set<Connection>();
+  #connections = new Set<Connection>();
+  #relayId: string | undefined;
+  #attempt = 0;
+  #windowBytes = 0;
+  #finished: FinishedMessage | undefined;
+  #verdict: VerdictMessage | undefined;
+  #verdictCode: number | undefined;
+  #connectTimer: Timer;
+  #graceTimer: Timer | undefined;
+  #lingerTimer: Timer | undefined;
+  #ackTimer: Timer | undefined;
+  #pinger: ReturnType<typeof setInterval>;
+
+  /** Starts waiting for a relay. */
+  constructor(options: SessionOptions) {
+    this.#options = options;
+    this.#build = new BuildStream({
+      console: options.console,
+      onWritten: () => this.#scheduleAck(),
+      onWriteError: (error) => this.#outputFailed(error),
+    });
+    this.#connectTimer = setTimeout(() => {
+      this.end(
+        ExitCode.neverConnected,
+        `No relay phoned home within ${formatDuration(options.connectTimeoutMs)}; ` +
+          `check that the build started and can reach ${options.url}.`,
+      );
+    }, options.connectTimeoutMs);
+    this.#pinger = setInterval(() => this.#checkLiveness(), options.pingIntervalMs);
+  }
+
+  /** Where the stream stands. */
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  /** Whether a relay has ever completed the handshake. */
+  get connected(): boolean {
+    return this.#relayId !== undefined;
+  }
+
+  /** Whether FINISHED has arrived, so that everything the build wrote is here or being written. */
+  get finishedArrived(): boolean {
+    return this.#finished !== undefined;
+  }
+
+  /** Says whether an authenticated upgrade may go ahead now (admission asks before 101). */
+  check(): Refusal | undefined {
+    if (this.#phase === "over") {
+      return { status: 410, reason: "This build's stream is already over." };
+    }
+    if (this.#pending.size >= MAX_PENDING_HANDSHAKES) {
+      return {
+        status: 503,
+        reason: `${MAX_PENDING_HANDSHAKES} upgraded connections have not said hello yet.`,
+      };
+    }
+    return undefined;
+  }
+
+  /** Takes over an upgraded connection; it must say hello within the hello timeout. */
+  accept(upgrade: Upgrade): void {
+    let closed!: () => void;
+    const socket = new ServerSocket({
+      conn: upgrade.conn,
+      leftover: upgrade.leftover,
+      maxMessageBytes: MAX_HELLO_MESSAGE_BYTES,
+      maxUnsentBytes: MAX_UNREAD_REPLY_BYTES,
+      closeTimeoutMs: CLOSE_TIMEOUT_MS,
+      // The socket reads nothing before this method returns, so `connection` exists by then.
+      onMessage: (message) => this.#onMessage(connection, message),
+      onTooLarge: (length, limit) =>
+        this.#closeConnection(
+          connection,
+          CloseCode.protocolViolation,
+          `A message of ${length} bytes is over the ${limit}-byte limit` +
+            `${connection.greeted ? "" : " before hello"}.`,
+        ),
+      onClose: (close) => {
+        upgrade.release();
+        this.#onClose(connection, close);
+        closed();
+      },
+    });
+    const connection: Connection = {
+      socket,
+      remote: upgrade.remote,
+      greeted: false,
+      helloTimer: setTimeout(() => {
+        this.#closeConnection(
+          connection,
+          CloseCode.protocolViolation,
+          `No hello within ${formatDuration(HELLO_TIMEOUT_MS)}.`,
+        );
+      }, HELLO_TIMEOUT_MS),
+      lastHeardMs: performance.now(),
+      lost: false,
+      closed: new Promise((resolve) => (closed = resolve)),
+    };
+    this.#connections.add(connection);
+    this.#pending.add(connection);
+  }
+
+  /** Sends the latest acknowledgement now, if one is due. */
+  flushAck(): void {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    if (this.#current === undefined) return;
+    const offsets = this.#build.takeAcknowledgement();
+    if (offsets !== undefined) this.#send(this.#current, { type: "ack", ...offsets });
+  }
+
+  /**
+   * Settles the outcome (once) and closes every connection; `message`, when
+   * given, is for the user.
+   */
+  end(exitCode: number, message?: string): void {
+    if (this.#phase === "over") return;
+    this.#phase = "over";
+    for (const timer of [this.#connectTimer, this.#graceTimer, this.#lingerTimer, this.#ackTimer]) {
+      clearTimeout(timer);
+    }
+    clearInterval(this.#pinger);
+    for (const connection of this.#connections) {
+      clearTimeout(connection.helloTimer);
+      connection.socket.close(CloseCode.receiverGone, "The receiver is shutting down.");
+    }
+    const closed = Promise.all([...this.#connections].map((c) => c.closed)).then(() => {});
+    this.#options.onOver({
+      exitCode,
+      exit: this.#verdict?.ok ? this.#finished?.exit : undefined,
+      connected: this.connected,
+      message,
+    }, closed);
+  }
+
+  #message(text: string): void {
+    this.#options.console.message(text);
+  }
+
+  /** Pings the current relay, and handles it as lost when it has been silent too long. */
+  #checkLiveness(): void {
+    const connection = this.#current;
+    if (connection === undefined) return;
+    const silentMs = performance.now() - connection.lastHeardMs;
+    if (silentMs > this.#options.pingIntervalMs * PING_TIMEOUT_INTERVALS) {
+      const reason = `no answer to pings for ${formatDuration(silentMs)}`;
+      this.#closeConnection(connection, CloseCode.peerUnresponsive, `${reason}.`);
+      // A half-open connection may never report its close: do not wait for it.
+      this.#lost(connection, reason);
+    } else {
+      this.#send(connection, { type: "ping" });
+    }
+  }
+
+  #closeConnection(connection: Connection, code: number, reason: string): void {
+    if (connection.closedBecause !== undefined || !connection.socket.open) return;
+    if (connection === this.#current) {
+      this.#message(`Closed the connection from ${connection.remote}: ${reason}`);
+    } else {
+      this.#options.note(connection.remote, reason);
+    }
+    this.#pending.delete(connection);
+    clearTimeout(connection.helloTimer);
+    connection.closedBecause = reason;
+    connection.socket.close(code, closeReason(reason));
+  }
+
+  #onMessage(connection: Connection, data: string | Uint8Array): void {
+    if (this.#phase === "over" || connection.closedBecause !== undefined) return;
+    if (connection.greeted && connection !== this.#current) return;
+    connection.lastHeardMs = performance.now();
+    try {
+      if (typeof data === "string") {
+        this.#onControl(connection, data);
+      } else {
+        if (!connection.greeted) throw new ProtocolError("DATA arrived before hello.");
+        this.#build.accept(decodeDataFrame(data), this.#windowBytes);
+      }
+    } catch (error) {
+      // Whatever a peer sends, the receiver closes that one connection and carries on.
+      const violation = error instanceof ProtocolError
+        ? error
+        : new ProtocolError(`Cannot handle the message: ${errorText(error)}`);
+      this.#closeConnection(connection, violation.closeCode, violation.message);
+    }
+  }
+
+  #onControl(connection: Connection, text: string): void {
+    const message = parseRelayMessage(text);
+    switch (message.type) {
+      case "hello": {
+        if (connection.greeted) throw new ProtocolError("Hello sent twice.");
+        if (!message.versions.includes(PROTOCOL_VERSION)) {
+          throw new ProtocolError(
+            versionMismatchMessage(message.versions),
+            CloseCode.versionMismatch,
+          );
+        }
+        if (message.window < MIN_WINDOW_BYTES || message.window > MAX_WINDOW_BYTES) {
+          throw new ProtocolError(
+            `A window of ${message.window} bytes is outside ${MIN_WINDOW_BYTES}-` +
+              `${MAX_WINDOW_BYTES}.`,
+          );
+        }
+        if (this.#relayId !== undefined && message.relay !== this.#relayId) {
+          throw new ProtocolError(
+            "Another relay already owns this build's stream.",
+            CloseCode.superseded,
+          );
+        }
+        if (message.attempt <= this.#attempt) {
+          // A connection that lost the race to a newer one of the same relay must not take over.
+          throw new ProtocolError(
+            `Connection attempt ${message.attempt} is stale; attempt ${this.#attempt} is current.`,
+            CloseCode.superseded,
+          );
+        }
+        this.#attempt = message.attempt;
+        this.#greet(connection, message.relay, message.window);
+        return;
+      }
+      case "finished":
+        if (!connection.greeted) throw new ProtocolError("FINISHED arrived before hello.");
+        if (this.#finished !== undefined) {
+          // A relay that reconnected before it had the verdict sends FINISHED again.
+          if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
+          return;
+        }
+        this.#finished = message;
+        this.#build.seal();
+        this.#phase = "verifying";
+        this.#verifyAndAnswer(message);
+        return;
+      case "ping":
+        this.#send(connection, { type: "pong" });
+        return;
+      case "pong":
+        return;
+    }
+  }
+
+  #greet(connection: Connection, relayId: string, windowBytes: number): void {
+    const previous = this.#current;
+    const reconnected = this.connected;
+    this.#pending.delete(connection);
+    clearTimeout(connection.helloTimer);
+    connection.greeted = true;
+    connection.socket.maxMessageBytes = MAX_MESSAGE_BYTES;
+    this.#relayId = relayId;
+    this.#windowBytes = windowBytes;
+    this.#current = connection;
+    if (this.#phase === "waiting") this.#phase = "streaming";
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#graceTimer);
+    if (previous !== undefined && previous !== connection) {
+      this.#closeConnection(previous, CloseCode.superseded, "A newer connection took over.");
+    }
+    if (this.#options.verbose || reconnected) {
+      const { stdout, stderr } = this.#build.written();
+      this.#message(
+        `Relay ${reconnected ? "reconnected" : "connected"} from ${connection.remote}` +
+          (reconnected ? `; resuming at ${stdout} bytes of stdout, ${stderr} of stderr.` : "."),
+      );
+    }
+    this.#build.takeAcknowledgement();
+    this.#send(connection, {
+      type: "welcome",
+      version: PROTOCOL_VERSION,
+      acked: this.#build.written(),
+    });
+    if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
+  }
+
+  async #verifyAndAnswer(finished: FinishedMessage): Promise<void> {
+    const verification = await this.#build.verify(finished);
+    if (this.#phase === "over") return;
+    this.flushAck();
+    if (finished.note !== undefined) this.#message(finished.note);
+    if (verification.ok) {
+      this.#verdict = { type: "verdict", ok: true };
+      this.#verdictCode = finished.exit.code;
+    } else {
+      this.#verdict = { type: "verdict", ok: false, message: verification.message };
+      this.#verdictCode = ExitCode.incompleteStream;
+      this.#message(`${verification.message} The build's result cannot be trusted.`);
+    }
+    this.#phase = "answered";
+    if (this.#current !== undefined) this.#send(this.#current, this.#verdict);
+    // The relay closes once it has the verdict; wait for that, but not forever. A relay that
+    // lost the verdict reconnects within this time and is sent it again.
+    this.#lingerTimer = setTimeout(() => this.#endWithVerdict(), VERDICT_LINGER_MS);
+  }
+
+  #endWithVerdict(): void {
+    if (this.#verdictCode !== undefined) this.end(this.#verdictCode);
+  }
+
+  #onClose(connection: Connection, close: SocketClose): void {
+    this.#pending.delete(connection);
+    this.#connections.delete(connection);
+    clearTimeout(connection.helloTimer);
+    if (close.dropped && connection !== this.#current) {
+      // A framing error or a peer that would not read its replies: say what happened to it.
+      this.#options.note(connection.remote, close.reason);
+    }
+    const why = connection.closedBecause ?? describeClose(close);
+    this.#lost(connection, why, close.code === CloseCode.normal);
+  }
+
+  /**
+   * Handles the end of the current connection, once, whether it closed or was
+   * given up on. `normal` is true when the relay closed it after taking the verdict.
+   */
+  #lost(connection: Connection, why: string, normal = false): void {
+    if (connection.lost) return;
+    connection.lost = true;
+    if (this.#phase === "over" || connection !== this.#current) return;
+    this.#current = undefined;
+    if (this.#phase === "answered") {
+      // A clean close means the relay has the verdict; otherwise the linger timer gives it
+      // the time the protocol promises to come back for it.
+      if (normal) this.#endWithVerdict();
+      return;
+    }
+    if (this.#phase === "verifying") {
+      // Everything the build wrote is here: the verdict needs no relay, only the writes.
+      return;
+    }
+    const { stdout, stderr } = this.#build.written();
+    this.#message(
+      `Lost the connection to the relay (${why}) after ${formatBytes(stdout)} of stdout and ` +
+        `${formatBytes(stderr)} of stderr; waiting up to ` +
+        `${formatDuration(this.#options.reconnectGraceMs)} for it to return.`,
+    );
+    this.#graceTimer = setTimeout(() => {
+      const written = this.#build.written();
+      this.end(
+        ExitCode.lostRelay,
+        `The relay did not return within ${formatDuration(this.#options.reconnectGraceMs)}; ` +
+          `${formatBytes(written.stdout)} of stdout and ${formatBytes(written.stderr)} of ` +
+          `stderr arrived, and the build's exit status never did.`,
+      );
+    }, this.#options.reconnectGraceMs);
+  }
+
+  #send(connection: Connection, message: ReceiverMessage): void {
+    connection.socket.send(encodeControl(message));
+  }
+
+  #scheduleAck(): void {
+    if (this.#ackTimer !== undefined) return;
+    // A zero timer lets writes that complete together share one acknowledgement.
+    this.#ackTimer = setTimeout(() => this.flushAck(), 0);
+  }
+
+  #outputFailed(error: Error): void {
+    if (this.#phase === "over") return;
+    if (this.#current !== undefined) {
+      this.#closeConnection(this.#current, CloseCode.receiverGone, "The receiver's output closed.");
+    }
+    this.end(
+      ExitCode.outputClosed,
+      `Cannot write the build's output (${error.message}); ` +
+        `whoever reads phonehome's output went away.`,
+    );
+  }
+}
+
+/** A close as a user reads it. */
+function describeClose(close: SocketClose): string {
+  if (close.dropped) return close.reason;
+  if (close.code === 1006) return `the connection broke: ${close.reason}`;
+  return close.reason ? `closed with code ${close.code}: ${close.reason}` : `code ${close.code}`;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

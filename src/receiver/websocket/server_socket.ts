@@ -1,0 +1,354 @@
+/**
+ * The server side of one WebSocket connection (RFC 6455), over a TCP or TLS
+ * connection whose upgrade has been answered. The receiver owns this layer,
+ * rather than taking Deno.serve's, for what that cannot do: refuse a message
+ * by the length its header announces, before any of it is buffered (Deno's
+ * buffers up to 64 MiB, twice over, first); and bound what a peer that never
+ * reads can make it queue.
+ *
+ * @module
+ */
+
+import {
+  decodeClosePayload,
+  encodeClosePayload,
+  encodeFrame,
+  type FrameHeader,
+  MAX_FRAME_HEADER_BYTES,
+  Opcode,
+  parseFrameHeader,
+  TransportCloseCode,
+  unmask,
+  WebSocketError,
+} from "./frames.ts";
+
+/** Bytes asked of the connection per read. */
+const READ_BUFFER_BYTES = 256 * 1024 + MAX_FRAME_HEADER_BYTES;
+
+/** How a connection ended. */
+export interface SocketClose {
+  /** The code of the peer's close frame; 1006 when the connection ended without one. */
+  code: number;
+  /** The reason in the peer's close frame, or what ended the connection. */
+  reason: string;
+  /** True when this side dropped the connection because the peer broke the rules. */
+  dropped?: boolean;
+}
+
+/** Settings of a {@linkcode ServerSocket}. */
+export interface ServerSocketOptions {
+  /** The connection, its upgrade already answered. */
+  conn: Deno.Conn;
+  /** Bytes read past the request head, which belong to the first frames. */
+  leftover: Uint8Array;
+  /** Longest message accepted at first; see {@linkcode ServerSocket.maxMessageBytes}. */
+  maxMessageBytes: number;
+  /** Most bytes queued for a peer that does not read before it is dropped. */
+  maxUnsentBytes: number;
+  /** How long the peer gets to answer a close frame before the connection is dropped. */
+  closeTimeoutMs: number;
+  /** A whole text (string) or binary (bytes, owned by the callee) message. */
+  onMessage: (message: string | Uint8Array) => void;
+  /** A message's header announced `length` bytes, beyond the limit; the socket waits for a close. */
+  onTooLarge: (length: number, limit: number) => void;
+  /** Called once when the connection has ended. */
+  onClose: (close: SocketClose) => void;
+}
+
+/** A frame whose payload is being read. */
+interface PayloadInProgress {
+  header: FrameHeader;
+  /** Where the payload goes, or undefined while it is skipped. */
+  target: Uint8Array | undefined;
+  filled: number;
+}
+
+/** One server-side WebSocket connection. */
+export class ServerSocket {
+  #options: ServerSocketOptions;
+  #state: "open" | "closing" | "closed" = "open";
+  #payload: PayloadInProgress | undefined;
+  /** The fragmented message being assembled: its opcode and the parts so far. */
+  #fragments: { opcode: number; parts: Uint8Array[]; bytes: number } | undefined;
+  /** Set while the rest of a message is read past and dropped. */
+  #skipping = false;
+  #queue: Uint8Array[] = [];
+  #unsentBytes = 0;
+  #writing = false;
+  /** How the connection ends once the queued frames (a close) are written. */
+  #endAfterWrites: SocketClose | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Longest message (the sum of its frames) accepted from now on. */
+  maxMessageBytes: number;
+
+  /** Takes over `conn` and starts reading at once. */
+  constructor(options: ServerSocketOptions) {
+    this.#options = options;
+    this.maxMessageBytes = options.maxMessageBytes;
+    // Reading starts on the next microtask, so the owner is set up before the first message.
+    queueMicrotask(() => {
+      this.#readLoop(options.leftover).catch((error) => this.#end(abnormal(error)));
+    });
+  }
+
+  /** Whether messages can still be sent and are still delivered. */
+  get open(): boolean {
+    return this.#state === "open";
+  }
+
+  /** Bytes queued for the peer and not yet written to the connection. */
+  get bufferedAmount(): number {
+    return this.#unsentBytes;
+  }
+
+  /** Queues a text (string) or binary message; ignored once closing. */
+  send(message: string | Uint8Array): void {
+    if (this.#state !== "open") return;
+    const isText = typeof message === "string";
+    const payload = isText ? new TextEncoder().encode(message) : message;
+    this.#enqueue(encodeFrame(isText ? Opcode.text : Opcode.binary, payload));
+  }
+
+  /**
+   * Starts the closing handshake: sends a close frame and stops delivering
+   * messages; the connection ends when the peer answers, or after the close
+   * timeout. `reason` must fit in 123 bytes of UTF-8.
+   */
+  close(code: number, reason: string): void {
+    if (this.#state !== "open") return;
+    this.#state = "closing";
+    this.#enqueue(encodeFrame(Opcode.close, encodeClosePayload(code, reason)), true);
+    this.#closeTimer = setTimeout(
+      () => this.#end({ code: TransportCloseCode.abnormal, reason: "no answer to the close" }),
+      this.#options.closeTimeoutMs,
+    );
+  }
+
+  /** Drops the connection now, without a closing handshake. */
+  abort(reason: string): void {
+    this.#end({ code: TransportCloseCode.abnormal, reason });
+  }
+
+  #enqueue(frame: Uint8Array, always = false): void {
+    if (this.#state === "closed") return;
+    this.#unsentBytes += frame.byteLength;
+    if (!always && this.#unsentBytes > this.#options.maxUnsentBytes) {
+      // A peer that sends but never reads would make the queue grow without end.
+      this.#end({
+        code: TransportCloseCode.abnormal,
+        reason: `it left ${this.#unsentBytes} bytes of replies unread.`,
+        dropped: true,
+      });
+      return;
+    }
+    this.#queue.push(frame);
+    if (!this.#writing) this.#writeQueued();
+  }
+
+  async #writeQueued(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0 && this.#state !== "closed") {
+        const frames = this.#queue.splice(0);
+        const bytes = frames.length === 1 ? frames[0] : concat(frames);
+        let done = 0;
+        while (done < bytes.byteLength) {
+          done += await this.#options.conn.write(bytes.subarray(done));
+        }
+        this.#unsentBytes -= bytes.byteLength;
+      }
+    } catch (error) {
+      this.#writing = false;
+      this.#end(abnormal(error));
+      return;
+    }
+    this.#writing = false;
+    if (this.#endAfterWrites !== undefined) this.#end(this.#endAfterWrites);
+  }
+
+  async #readLoop(leftover: Uint8Array): Promise<void> {
+    const buffer = new Uint8Array(Math.max(READ_BUFFER_BYTES, leftover.byteLength));
+    buffer.set(leftover);
+    let start = 0;
+    let end = leftover.byteLength;
+    while (!this.#isClosed()) {
+      start = this.#consume(buffer, start, end);
+      if (this.#isClosed()) return;
+      if (start === end) {
+        start = end = 0;
+      } else if (buffer.byteLength - end < MAX_FRAME_HEADER_BYTES) {
+        buffer.copyWithin(0, start, end);
+        end -= start;
+        start = 0;
+      }
+      const read = await this.#options.conn.read(buffer.subarray(end));
+      if (read === null) {
+        this.#end({ code: TransportCloseCode.abnormal, reason: "the connection closed" });
+        return;
+      }
+      end += read;
+    }
+  }
+
+  /** Whether the connection has ended (a method, so that checks after calls are not narrowed away). */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  /** Handles every whole header and payload byte in buffer[start, end); returns the new start. */
+  #consume(buffer: Uint8Array, start: number, end: number): number {
+    try {
+      while (start < end && this.#state !== "closed") {
+        const payload = this.#payload;
+        if (payload === undefined) {
+          const header = parseFrameHeader(buffer.subarray(start, end));
+          if (header === undefined) return start;
+          start += header.headerBytes;
+          this.#beginFrame(header);
+          continue;
+        }
+        const take = Math.min(end - start, payload.header.length - payload.filled);
+        if (payload.target !== undefined) {
+          const chunk = payload.target.subarray(payload.filled, payload.filled + take);
+          chunk.set(buffer.subarray(start, start + take));
+          unmask(chunk, payload.header.mask, payload.filled);
+        }
+        payload.filled += take;
+        start += take;
+        if (payload.filled === payload.header.length) this.#endFrame(payload);
+      }
+    } catch (error) {
+      if (!(error instanceof WebSocketError)) throw error;
+      this.#fail(error);
+      return end;
+    }
+    return start;
+  }
+
+  #beginFrame(header: FrameHeader): void {
+    const { opcode } = header;
+    const isData = opcode < Opcode.close;
+    if (opcode === Opcode.continuation && this.#fragments === undefined && !this.#skipping) {
+      throw new WebSocketError("A continuation frame arrived with no message to continue.");
+    }
+    if (
+      opcode !== Opcode.continuation && isData &&
+      (this.#fragments !== undefined || this.#skipping)
+    ) {
+      throw new WebSocketError("A new message began before the previous one ended.");
+    }
+    let keep = true;
+    if (isData) {
+      const total = (this.#fragments?.bytes ?? 0) + header.length;
+      if (this.#skipping || this.#state !== "open") {
+        keep = false;
+      } else if (total > this.maxMessageBytes) {
+        keep = false;
+        this.#fragments = undefined;
+        this.#options.onTooLarge(total, this.maxMessageBytes);
+      }
+      // A dropped frame drops the rest of its message: nothing of it is kept.
+      this.#skipping = !keep && !header.fin;
+    }
+    const payload = { header, target: keep ? new Uint8Array(header.length) : undefined, filled: 0 };
+    this.#payload = payload;
+    if (header.length === 0) this.#endFrame(payload);
+  }
+
+  #endFrame(payload: PayloadInProgress): void {
+    this.#payload = undefined;
+    const { header, target } = payload;
+    switch (header.opcode) {
+      case Opcode.close:
+        this.#onPeerClose(decodeClosePayload(target ?? empty));
+        return;
+      case Opcode.ping:
+        if (this.#state === "open") this.#enqueue(encodeFrame(Opcode.pong, target ?? empty));
+        return;
+      case Opcode.pong:
+        return;
+    }
+    if (target === undefined || this.#state !== "open") return;
+    if (!header.fin) {
+      this.#fragments ??= { opcode: header.opcode, parts: [], bytes: 0 };
+      this.#fragments.parts.push(target);
+      this.#fragments.bytes += target.byteLength;
+      return;
+    }
+    const opcode = this.#fragments?.opcode ?? header.opcode;
+    const whole = this.#fragments === undefined
+      ? target
+      : concat([...this.#fragments.parts, target]);
+    this.#fragments = undefined;
+    if (opcode === Opcode.text) {
+      let text: string;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(whole);
+      } catch {
+        throw new WebSocketError("A text message is not valid UTF-8.", 1007);
+      }
+      this.#options.onMessage(text);
+    } else {
+      this.#options.onMessage(whole);
+    }
+  }
+
+  #onPeerClose(close: SocketClose): void {
+    if (this.#state === "closing") {
+      // The peer answered our close frame (or closed while we failed the connection).
+      this.#end(this.#endAfterWrites ?? close);
+      return;
+    }
+    this.#state = "closing";
+    // Echo the peer's code, then end once the echo is written.
+    const payload = close.code === TransportCloseCode.noStatus
+      ? empty
+      : encodeClosePayload(close.code, "");
+    this.#endAfterWrites = close;
+    this.#enqueue(encodeFrame(Opcode.close, payload), true);
+  }
+
+  /** Fails the connection for a framing error: a close frame with its code, then the end. */
+  #fail(error: WebSocketError): void {
+    const close = { code: error.closeCode, reason: error.message, dropped: true };
+    if (this.#state === "open") {
+      this.close(error.closeCode, error.message.slice(0, 120));
+      // Nothing after a framing error can be trusted, not even a close frame: end once sent.
+      this.#endAfterWrites = close;
+      if (!this.#writing) this.#end(close);
+    } else {
+      this.#end(close);
+    }
+  }
+
+  /** Ends the connection, once, and reports how. */
+  #end(close: SocketClose): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    clearTimeout(this.#closeTimer);
+    this.#queue = [];
+    try {
+      this.#options.conn.close();
+    } catch {
+      // Already closed.
+    }
+    this.#options.onClose(close);
+  }
+}
+
+function abnormal(error: unknown): SocketClose {
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: TransportCloseCode.abnormal, reason: message };
+}
+
+const empty = new Uint8Array();
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
