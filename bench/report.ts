@@ -146,17 +146,33 @@ function pair(
 function throughputSvg(context: BenchContext): string | undefined {
   const groups: BarGroup[] = [];
   const mbps = (value: number): string => `${fixed(value / BYTES_PER_MB, 1)} MB/s`;
-  const bulk = context.data.bulk as Record<"phonehome" | "socat", ThroughputSeries> | undefined;
+  const bulk = context.data.bulk as
+    | (Record<"phonehome" | "socat", ThroughputSeries> & { phonehomeOnePipe?: ThroughputSeries })
+    | undefined;
   if (bulk !== undefined) {
     const p = median(bulk.phonehome.bytesPerSecond);
     const s = median(bulk.socat.bytesPerSecond);
-    groups.push(
-      pair(
-        `1. Bulk: ratio ${fixed(pairedRatio(bulk), 2)} (median of paired runs)`,
-        { name: "phonehome", value: p, text: mbps(p) },
-        { name: "socat (plain TCP relay)", value: s, text: mbps(s) },
-      ),
+    const group = pair(
+      `1. Bulk: ratio ${fixed(pairedRatio(bulk), 2)} (median of paired runs)`,
+      { name: "phonehome", value: p, text: mbps(p) },
+      { name: "socat (plain TCP relay)", value: s, text: mbps(s) },
     );
+    const onePipe = bulk.phonehomeOnePipe;
+    if (onePipe !== undefined) {
+      // The merged build between the two: the same route as the first bar, with one pipe.
+      const o = median(onePipe.bytesPerSecond);
+      const ratio = fixed(pairedRatio(bulk, { over: onePipe }), 2);
+      groups.push({
+        heading: `${group.heading}; one pipe: ${ratio}`,
+        bars: [
+          { ...group.bars[0], name: "phonehome, two pipes" },
+          { name: "phonehome, one pipe (--merge)", value: o, text: mbps(o), colour: "#8250df" },
+          group.bars[1],
+        ],
+      });
+    } else {
+      groups.push(group);
+    }
   }
   const small = context.data.smallWrites as
     | (Record<"phonehome" | "socat", ThroughputSeries> & { lineBytes: number })

@@ -27,3 +27,15 @@ export class UsageError extends PhonehomeError {
     this.name = "UsageError";
   }
 }
+
+/**
+ * The message of anything thrown, for a sentence: an Error's message (with its
+ * cause's, when it has one), or the thrown value as text.
+ */
+export function errorMessage(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : "";
+  return cause === "" || error.message.includes(cause)
+    ? error.message
+    : `${error.message} (${cause})`;
+}

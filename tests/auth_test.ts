@@ -6,8 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { authorizationHeader, authorizationMatches, generateToken } from "../src/receiver/auth.ts";
-import { MIN_TOKEN_BYTES } from "../src/protocol.ts";
+import { authorizationHeader, authorizationMatches, generateToken } from "../src/protocol/mod.ts";
+import { MIN_TOKEN_BYTES } from "../src/protocol/mod.ts";
 
 const SECRET = "auth-test-secret-value";
 

@@ -18,6 +18,10 @@ interface Results {
   rows: Array<{ case: string; figure: string; phonehome: string; met: boolean | null }>;
   failures: string[];
   cases: {
+    bulk: {
+      phonehome: { bytesPerSecond: number[] };
+      phonehomeOnePipe: { bytesPerSecond: number[]; buildFlags: string[] };
+    };
     scale: { many: { lostBytes: number; wholeBuilds: number; builds: number } };
     latency: { cases: Array<{ series: Array<{ samplesMs: number[] }>; lines: number }> };
   };
@@ -47,6 +51,13 @@ Deno.test(unlessUnavailable(benchMissing, {
     const results = JSON.parse(await Deno.readTextFile(`${dir.path}/results.json`)) as Results;
     assert.deepEqual(results.failures, []);
     assert.ok(results.rows.length >= 10, "every case added its rows");
+    const bulk = results.cases.bulk;
+    assert.ok(
+      results.rows.some((row) => row.case.startsWith("1. Bulk") && /one pipe/.test(row.figure)),
+      "the table has a row for the bulk case with one pipe",
+    );
+    assert.deepEqual(bulk.phonehomeOnePipe.buildFlags, ["--merge"]);
+    assert.equal(bulk.phonehomeOnePipe.bytesPerSecond.length, bulk.phonehome.bytesPerSecond.length);
     const scale = results.cases.scale.many;
     assert.equal(scale.lostBytes, 0);
     assert.equal(scale.wholeBuilds, scale.builds);

@@ -1,11 +1,12 @@
 /**
  * The command line: help for every command, one-line usage errors with status
- * 64, limits of flag values, the README's configuration table, and the compile
+ * 64, limits of flag values, the generated configuration reference, and the compile
  * task.
  */
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { CONFIGURATION_DOC_PATH, renderConfigurationDoc } from "../src/cli/configuration_doc.ts";
 import { BUILDER_COMMANDS } from "../src/cli/builder_commands.ts";
 import { MAX_TIMER_MS, parseFlags } from "../src/cli/flags.ts";
 import { gcSpec } from "../src/cli/gc_command.ts";
@@ -13,7 +14,7 @@ import { POD_COMMANDS } from "../src/cli/pod_commands.ts";
 import { receiveSpec } from "../src/cli/receive_command.ts";
 import { OVERVIEW_WIDTH } from "../src/cli/run.ts";
 import { formatDuration } from "../src/format.ts";
-import { MIN_TOKEN_BYTES } from "../src/protocol.ts";
+import { MIN_TOKEN_BYTES } from "../src/protocol/mod.ts";
 import { CONFIG, DENO, freePort, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
 
 /** A secret long enough for every command. */
@@ -43,8 +44,8 @@ for (const spec of ALL_SPECS) {
     assert.equal(result.code, 0);
     assert.equal(result.stderr, "");
     assert.match(result.stdout, new RegExp(`^Usage: phonehome ${spec.name}`));
-    for (const flag of spec.flags) {
-      assert.ok(result.stdout.includes(`--${flag.name}`), `--${flag.name} is documented`);
+    for (const [name, flag] of Object.entries(spec.flags)) {
+      assert.ok(result.stdout.includes(`--${name}`), `--${name} is documented`);
       for (const variable of flag.env ?? []) {
         assert.ok(result.stdout.includes(variable), `${variable} is documented`);
       }
@@ -137,7 +138,7 @@ const usageErrors: Array<[string, string[], Record<string, string>, RegExp]> = [
     "a window beyond the limit",
     ["relay", "--window=999999999", "--url=ws://h:1/", `--token=${TOKEN}`, "--", "true"],
     {},
-    /--window must be at most/,
+    /--window is too large: 999999999; the most it can be is 16777216\./,
   ],
   [
     "an unknown backend",
@@ -285,14 +286,14 @@ Deno.test("durations in messages are rounded to whole milliseconds", async (t) =
 Deno.test("time flags accept up to 2^31-1 ms, and an age for gc more", () => {
   const env = (): undefined => undefined;
   const at = (value: string): number | undefined =>
-    parseFlags(receiveSpec, [`--connect-timeout=${value}`], env).integer("connect-timeout");
+    parseFlags(receiveSpec, [`--connect-timeout=${value}`], env).values["connect-timeout"];
   assert.equal(at(String(MAX_TIMER_MS)), MAX_TIMER_MS);
   assert.throws(() => at(String(MAX_TIMER_MS + 1)), /is too large/);
   assert.throws(() => at("99999999999999999999"), /is too large/);
   assert.throws(() => at("-1"), /must be a whole number/);
   // --older-than is an age to compare with, never a timer's delay: a year is fine.
   const year = 365 * 24 * 3_600_000;
-  assert.equal(parseFlags(gcSpec, [`--older-than=${year}`], env).integer("older-than"), year);
+  assert.equal(parseFlags(gcSpec, [`--older-than=${year}`], env).values["older-than"], year);
 });
 
 Deno.test("a --token-file that cannot be written is named, not the --url-file beside it", async () => {
@@ -309,33 +310,37 @@ Deno.test("a --token-file that cannot be written is named, not the --url-file be
   assert.doesNotMatch(result.stderr, /\/url\b/);
 });
 
-Deno.test("the README's configuration table lists each flag under the commands that take it", () => {
-  const readme = Deno.readTextFileSync(fileURLToPath(new URL("../README.md", import.meta.url)));
-  const section = readme.slice(
-    readme.indexOf("## Configuration"),
-    readme.indexOf("## Exit status"),
-  );
-  const rows = section.split("\n").filter((line) => line.startsWith("| `--"));
-  assert.ok(rows.length > 10, "the table was found");
-  for (const row of rows) {
-    const cells = row.split("|").map((cell) => cell.trim());
-    const flag = /^`--([a-z-]+)`$/.exec(cells[1])?.[1];
-    assert.ok(flag !== undefined, row);
-    const listed = cells[4].replace(/\([^)]*\)/g, "").split(",").map((c) => c.trim()).sort();
-    const taking = ALL_SPECS.filter((spec) => spec.flags.some((f) => f.name === flag))
-      .map((spec) => spec.name).sort();
-    assert.deepEqual(listed, taking, `--${flag}`);
+Deno.test("docs/configuration.md is what the flag declarations say (deno task docs rewrites it)", async () => {
+  const path = fileURLToPath(new URL(`../${CONFIGURATION_DOC_PATH}`, import.meta.url));
+  const rendered = renderConfigurationDoc([...BUILDER_COMMANDS, ...POD_COMMANDS]);
+  // The file is formatted by deno fmt, which pads the table's columns: compare the cells.
+  const cells = (text: string): string[][] =>
+    text.split("\n").filter((line) => line.startsWith("|") && !/^\|[- |]+\|$/.test(line))
+      .map((line) => line.split(/(?<!\\)\|/).map((c) => c.trim()));
+  const onDisk = await Deno.readTextFile(path);
+  assert.deepEqual(cells(onDisk), cells(rendered), "run 'deno task docs'");
+  for (const { spec } of [...BUILDER_COMMANDS, ...POD_COMMANDS]) {
+    for (const name of Object.keys(spec.flags)) {
+      assert.ok(onDisk.includes(`\`--${name}`), `--${name} of ${spec.name} is documented`);
+    }
   }
 });
 
-Deno.test("the README's shell examples need only what 'Try it' installed: npx, not deno or phonehome", () => {
-  const readme = Deno.readTextFileSync(fileURLToPath(new URL("../README.md", import.meta.url)));
-  const blocks = [...readme.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
-  assert.ok(blocks.length > 3, "the examples were found");
-  const lines = blocks.flatMap((block) => block.split("\n"));
+Deno.test("the shell examples of the README and docs/ need only what 'Try it' installed: npx, not deno or phonehome", () => {
+  const root = new URL("../", import.meta.url);
+  const pages = [
+    "README.md",
+    ...[...Deno.readDirSync(new URL("docs/", root))].map((entry) => `docs/${entry.name}`),
+  ];
+  const lines = pages.flatMap((page) => {
+    const text = Deno.readTextFileSync(new URL(page, root));
+    return [...text.matchAll(/^```sh\n([\s\S]*?)^```$/gm)]
+      .flatMap((match) => match[1].split("\n").map((line) => `${page}: ${line}`));
+  });
+  assert.ok(lines.length > 10, "the examples were found");
   // A command (after any VAR=value settings) must not be one that "Try it" leaves off PATH.
   const offPath = lines.filter((line) =>
-    /^\s*(?:[A-Z_]+=\S+\s+)*(?:deno|phonehome|phonehome-builder|phonehome-relay)\s/.test(line)
+    /^\S+: \s*(?:[A-Z_]+=\S+\s+)*(?:deno|phonehome|phonehome-builder|phonehome-relay)\s/.test(line)
   );
   assert.deepEqual(offPath, []);
 });

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, encodeDataFrame, PROTOCOL_VERSION } from "../src/protocol.ts";
+import { encodeControl, encodeDataFrame, PROTOCOL_VERSION } from "../src/protocol/mod.ts";
 import { clientFrame, connect, rawUpgrade, requestStatus, writeAll } from "./support/raw_client.ts";
 import {
   CONFIG,

@@ -18,7 +18,7 @@ import {
   tempDir,
   waitForFile,
 } from "./support/processes.ts";
-import { STREAM_PATH } from "../src/protocol.ts";
+import { STREAM_PATH } from "../src/protocol/mod.ts";
 
 const TOKEN = "fault-suite-secret";
 const KiB = 1024;

@@ -8,26 +8,66 @@
 import assert from "node:assert/strict";
 import { isAlive, LineWatcher, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
 import { sshdUnavailable, startSshd } from "./support/sshd.ts";
+import { skipNote as skipNoteFor } from "./support/requirements.ts";
+import { DEFAULT_OUTPUT_CHECK_INTERVAL_MS } from "../src/cli/output_watch.ts";
 import {
   commandName,
   createClone,
   createHookedRepo,
   descendants,
   Push,
+  refOf,
 } from "./support/git_remote.ts";
 
 const sshdMissing = sshdUnavailable();
-const skipNote = sshdMissing === undefined ? "" : ` (skipped: ${sshdMissing})`;
+const skipNote = skipNoteFor(sshdMissing);
 
 /**
- * How long everything may take to go away. Generous on purpose: the build itself
- * stops within about a second, but a relay that loses the race between its own
- * send and the receiver's close waits out the launcher's 15 s stop grace.
+ * How long after the SSH client is killed (or phonehome build has exited)
+ * something of the build may still run. What bounds it: the output watch looks
+ * every 500 ms, the receiver then closes the relay's connection with 4004 and
+ * the launcher closes the relay's lifeline, and the relay gives a build that
+ * ignores SIGTERM 1 s before SIGKILL. The builds here stop on SIGTERM.
  */
-const STOP_DEADLINE_MS = 45_000;
+const STOP_DEADLINE_MS = 2_000;
+
+/**
+ * How long a run that missed the deadline is still watched, to tell how long
+ * its survivors stay, before they are killed so that the next run starts clean.
+ */
+const GIVE_UP_MS = 15_000;
+
+/** How many pushes a kind of build gets, one after another. */
+const RUNS = 20;
 
 /** How often to look at /proc: processes that are not our children announce no exit. */
-const PROC_SCAN_INTERVAL_MS = 100;
+const PROC_SCAN_INTERVAL_MS = 20;
+
+/** What /proc says of a process: `PID ppid PPID STATE in WCHAN (cwd CWD): COMMAND LINE`. */
+function describe(pid: number): string | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (state === "Z") return undefined;
+    const commandLine = Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ")
+      .trim();
+    const cwd = Deno.readLinkSync(`/proc/${pid}/cwd`);
+    let wchan = "?";
+    try {
+      wchan = Deno.readTextFileSync(`/proc/${pid}/wchan`) || "-";
+    } catch {
+      // Not every kernel tells.
+    }
+    return `${pid} ppid ${ppid} ${state} in ${wchan} (cwd ${cwd}): ${commandLine}`;
+  } catch {
+    // Exited while we looked, or not ours to read.
+    return undefined;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** Processes whose command line or working directory mentions `marker`, except `except`. */
 function processesMentioning(marker: string, except: ReadonlySet<number>): string[] {
@@ -35,20 +75,30 @@ function processesMentioning(marker: string, except: ReadonlySet<number>): strin
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     const pid = Number(entry.name);
-    if (pid === Deno.pid || except.has(pid) || !isAlive(pid)) continue;
+    if (pid === Deno.pid || except.has(pid)) continue;
     let commandLine = "";
     let cwd = "";
     try {
-      commandLine = Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ").trim();
+      commandLine = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
       cwd = Deno.readLinkSync(`/proc/${pid}/cwd`);
     } catch {
       // Exited while we looked, or not ours to read.
     }
-    if (commandLine.includes(marker) || cwd.includes(marker)) {
-      found.push(`${pid} (cwd ${cwd}): ${commandLine}`);
-    }
+    if (!commandLine.includes(marker) && !cwd.includes(marker)) continue;
+    const description = describe(pid);
+    if (description !== undefined) found.push(description);
   }
   return found;
+}
+
+function killAll(survivors: readonly string[]): void {
+  for (const survivor of survivors) {
+    try {
+      Deno.kill(Number(survivor.split(" ")[0]), "SIGKILL");
+    } catch {
+      // Gone by now.
+    }
+  }
 }
 
 /**
@@ -63,17 +113,38 @@ async function survivorsAfter(
   const end = performance.now() + deadlineMs;
   let left = processesMentioning(marker, except);
   while (left.length > 0 && performance.now() < end) {
-    await new Promise((resolve) => setTimeout(resolve, PROC_SCAN_INTERVAL_MS));
+    await delay(PROC_SCAN_INTERVAL_MS);
     left = processesMentioning(marker, except);
   }
-  for (const survivor of left) {
-    try {
-      Deno.kill(Number(survivor.split(" ")[0]), "SIGKILL");
-    } catch {
-      // Gone by now.
-    }
-  }
+  killAll(left);
   return left;
+}
+
+/** How long something of a push outlived the kill of its SSH client. */
+interface Leftovers {
+  /** Milliseconds from the kill until nothing was left; undefined if it never came. */
+  goneAfterMs: number | undefined;
+  /** What was still running at the deadline (empty when nothing was). */
+  atDeadline: string[];
+}
+
+/**
+ * Watches `left` (what still runs of a push) from `since` on until it is empty;
+ * after {@linkcode GIVE_UP_MS} kills what is left.
+ */
+async function leftoversSince(since: number, left: () => string[]): Promise<Leftovers> {
+  let atDeadline: string[] = [];
+  for (;;) {
+    const running = left();
+    const elapsedMs = performance.now() - since;
+    if (running.length === 0) return { goneAfterMs: elapsedMs, atDeadline };
+    if (elapsedMs > STOP_DEADLINE_MS && atDeadline.length === 0) atDeadline = running;
+    if (elapsedMs > GIVE_UP_MS) {
+      killAll(running);
+      return { goneAfterMs: undefined, atDeadline };
+    }
+    await delay(PROC_SCAN_INTERVAL_MS);
+  }
 }
 
 /** Reads `stream` until `text` has arrived; resolves with the reader, which still holds it. */
@@ -104,30 +175,47 @@ function killSshClient(push: Push): number {
   return ssh;
 }
 
+/** "1234 ms", or "more than 15000 ms" for a run that was given up on. */
+function formatTiming(ms: number | undefined): string {
+  return ms === undefined ? `more than ${GIVE_UP_MS} ms` : `${Math.round(ms)} ms`;
+}
+
+/** The start of a build script: pid files, and a grandchild in the build's process group. */
+function buildPrelude(dir: string): string[] {
+  return [
+    "#!/bin/sh",
+    `echo $$ > '${dir}/build.pid'`,
+    // A grandchild in the build's process group, which must not survive either.
+    "sleep 600 &",
+    `echo $! > '${dir}/grandchild.pid'`,
+  ];
+}
+
 for (
-  const { kind, compile } of [
+  const { kind, runs = RUNS, compile } of [
     {
       kind: "a build that prints nothing more",
       compile: (dir: string) =>
+        [...buildPrelude(dir), 'echo "       building quietly"', "wait", ""].join("\n"),
+    },
+    {
+      kind: "a build that prints a line every 10 ms",
+      compile: (dir: string) =>
         [
-          "#!/bin/sh",
-          `echo $$ > '${dir}/build.pid'`,
-          // A grandchild in the build's process group, which must not survive either.
-          "sleep 600 &",
-          `echo $! > '${dir}/grandchild.pid'`,
-          'echo "       building quietly"',
-          "wait",
+          ...buildPrelude(dir),
+          'echo "       building loudly"',
+          "i=0",
+          'while :; do i=$((i + 1)); echo "       progress line $i"; sleep 0.01; done',
           "",
         ].join("\n"),
     },
     {
-      kind: "a build that keeps printing",
+      kind: "a build that prints as fast as it can",
+      // It stops as fast as the one printing every 10 ms; 20 runs would add 15 s for little.
+      runs: 5,
       compile: (dir: string) =>
         [
-          "#!/bin/sh",
-          `echo $$ > '${dir}/build.pid'`,
-          "sleep 600 &",
-          `echo $! > '${dir}/grandchild.pid'`,
+          ...buildPrelude(dir),
           'echo "       building loudly"',
           "i=0",
           'while :; do i=$((i + 1)); echo "       progress line $i"; done',
@@ -137,42 +225,79 @@ for (
   ]
 ) {
   Deno.test({
-    name: `${kind} stops when the SSH client of its push is killed, and nothing it ` +
-      `started survives${skipNote}`,
+    name: `${kind} stops when the SSH client of its push is killed, and nothing of the push ` +
+      `is left ${STOP_DEADLINE_MS / 1000} s later, ${runs} times in a row${skipNote}`,
     ignore: sshdMissing !== undefined,
     async fn(): Promise<void> {
+      // One sshd, repository and clone for all runs: a push whose hook was
+      // stopped is rejected, so the same commit can be pushed again.
       await using dir = await tempDir();
       await using sshd = await startSshd(dir.path);
-      const repo = `${dir.path}/web.git`;
-      const workRoot = `${dir.path}/work`;
-      await Deno.mkdir(workRoot);
+      const server = `${dir.path}/server`;
+      const repo = `${server}/web.git`;
+      const workRoot = `${server}/work`;
+      await Deno.mkdir(workRoot, { recursive: true });
       await createHookedRepo(repo, { workRoot });
       await createClone(`${dir.path}/clone`, { "bin/compile": compile(dir.path) });
+      // Everything of a push: git push and ssh run in the clone; receive-pack,
+      // the hook, phonehome, the relay, the build and its grandchild run in, or
+      // name, the server's directory; sshd's session processes are its children.
+      const ofThePush = (): string[] => [
+        ...processesMentioning(dir.path, new Set([sshd.pid])),
+        ...descendants(sshd.pid).flatMap((pid) => describe(pid) ?? []),
+      ];
 
-      const push = Push.start({
-        cwd: `${dir.path}/clone`,
-        url: sshd.url(repo),
-        env: { GIT_SSH_COMMAND: sshd.sshCommand },
-      });
-      const seen = await push.stderr.waitFor(/^remote: {8}building (quietly|loudly)/);
-      assert.notEqual(seen, "", "git push ended before the build started");
-      const build = await readPid(`${dir.path}/build.pid`);
-      const grandchild = await readPid(`${dir.path}/grandchild.pid`);
-      killSshClient(push);
-      const result = await push.result();
-      assert.notEqual(result.code, 0);
+      const timings: Array<number | undefined> = [];
+      const failures: string[] = [];
+      for (let run = 0; run < runs; run++) {
+        await Deno.remove(`${dir.path}/build.pid`).catch(() => {});
+        await Deno.remove(`${dir.path}/grandchild.pid`).catch(() => {});
+        const push = Push.start({
+          cwd: `${dir.path}/clone`,
+          url: sshd.url(repo),
+          env: { GIT_SSH_COMMAND: sshd.sshCommand },
+        });
+        const seen = await push.stderr.waitFor(/^remote: {8}building (quietly|loudly)/);
+        if (seen === "") {
+          const { stderr } = await push.result();
+          throw new Error(`Run ${run + 1}: git push ended before the build started:\n${stderr}`);
+        }
+        const build = await readPid(`${dir.path}/build.pid`);
+        const grandchild = await readPid(`${dir.path}/grandchild.pid`);
+        // Each run kills at another moment of the output watch's period.
+        await delay((run * DEFAULT_OUTPUT_CHECK_INTERVAL_MS) / runs);
+        killSshClient(push);
+        const leftovers = await leftoversSince(performance.now(), ofThePush);
+        const result = await push.result();
+        timings.push(leftovers.goneAfterMs);
 
-      // The hook, phonehome, the relay, the build and git-receive-pack all run
-      // in, or name, this test's directory; only the test's own sshd may stay.
-      const survivors = await survivorsAfter(
-        dir.path,
-        new Set([sshd.pid]),
-        STOP_DEADLINE_MS,
+        const problems: string[] = [];
+        if (leftovers.atDeadline.length > 0) {
+          problems.push(
+            `still running ${STOP_DEADLINE_MS} ms after the kill:`,
+            ...leftovers.atDeadline.map((line) => `  ${line}`),
+          );
+        }
+        if (result.code === 0) problems.push("git push succeeded");
+        if (isAlive(build) || isAlive(grandchild)) {
+          problems.push("the build or its grandchild lives");
+        }
+        const pushed = await refOf(repo, "refs/heads/main");
+        if (pushed !== undefined) problems.push(`the push was accepted: main is ${pushed}`);
+        // The hook got to clean up after itself.
+        const work = [...Deno.readDirSync(workRoot)].map((entry) => entry.name);
+        if (work.length > 0) {
+          problems.push(`the hook left ${work.join(", ")} in its work root`);
+          for (const name of work) await Deno.remove(`${workRoot}/${name}`, { recursive: true });
+        }
+        if (problems.length > 0) failures.push(`run ${run + 1}: ${problems.join("\n")}`);
+      }
+      assert.ok(
+        failures.length === 0,
+        `${failures.length} of ${runs} runs failed; time from the kill until nothing of the ` +
+          `push was left, run by run: ${timings.map(formatTiming).join(", ")}\n` +
+          failures.join("\n"),
       );
-      assert.deepEqual(survivors, [], `still running:\n${survivors.join("\n")}`);
-      assert.ok(!isAlive(build) && !isAlive(grandchild));
-      // The hook got to clean up after itself.
-      assert.deepEqual([...Deno.readDirSync(workRoot)], []);
     },
   });
 }

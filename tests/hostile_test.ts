@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, PROTOCOL_VERSION } from "../src/protocol.ts";
+import { encodeControl, PROTOCOL_VERSION } from "../src/protocol/mod.ts";
 import { seededRandom } from "./support/fault_proxy.ts";
 import {
   digestStream,

@@ -25,7 +25,7 @@ import {
 import type { FaultSpec } from "./kube/fault_injection.ts";
 import type { KObject, RequestRecord } from "./kube/fake_api_server.ts";
 import { NAMESPACE, PLAIN_IMAGE, RELAY_IMAGE, TestCluster } from "./kube/cluster.ts";
-import { readText, spawnPhonehome } from "./support/processes.ts";
+import { collect, type Finished, spawnPhonehome } from "./support/processes.ts";
 
 // ---- the policy on its own ----
 
@@ -188,21 +188,6 @@ Deno.test("a final refusal is not retried, and an error that is not the API's is
 
 // ---- against the fake API server ----
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function finish(child: Deno.ChildProcess): Promise<Result> {
-  const [stdout, stderr, status] = await Promise.all([
-    readText(child.stdout),
-    readText(child.stderr),
-    child.status,
-  ]);
-  return { code: status.code, stdout, stderr };
-}
-
 function requests(k8s: TestCluster, verb: string, resource: string): RequestRecord[] {
   return k8s.api.requests.filter((r) => r.verb === verb && r.resource === resource);
 }
@@ -218,11 +203,13 @@ async function gone(k8s: TestCluster, resource: "pods" | "jobs" | "secrets"): Pr
 async function buildThrough(
   faults: FaultSpec[],
   flags: string[] = [],
-): Promise<{ k8s: TestCluster; result: Result }> {
+): Promise<{ k8s: TestCluster; result: Finished }> {
   const k8s = await TestCluster.start();
   try {
     k8s.api.injectFaults(...faults);
-    const result = await finish(k8s.build([`--image=${RELAY_IMAGE}`, ...flags], ["echo", "built"]));
+    const result = await collect(
+      k8s.build([`--image=${RELAY_IMAGE}`, ...flags], ["echo", "built"]),
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, "built\n");
     assert.match(result.stderr, /Build complete\.\n$/);
@@ -335,7 +322,7 @@ Deno.test("three 500 on the pod watch, two 503 on the list and five 500 on the p
     { verb: "list", resource: "pods", status: 503, count: 2 },
     { verb: "get", resource: "pods/log", status: 500, count: 5 },
   );
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${PLAIN_IMAGE}`],
     ["sh", "-c", "echo building without a relay"],
   ));
@@ -412,7 +399,7 @@ Deno.test("a retried create that finds its name taken by an object that is not t
 Deno.test("a fault that outlasts the budget fails with 77 and names the call, the status and the tries", async () => {
   await using k8s = await TestCluster.start();
   k8s.api.injectFaults({ verb: "create", resource: "pods", status: 503, count: Infinity });
-  const result = await finish(
+  const result = await collect(
     k8s.build([`--image=${RELAY_IMAGE}`, "--api-retry-budget=1500"], ["echo", "never"]),
   );
   assert.equal(result.code, 77, result.stderr);
@@ -437,7 +424,7 @@ Deno.test("an API that refuses every connection fails the build with 77 after th
     kubeconfig,
     k8s.api.kubeconfig(NAMESPACE).replace(/server: .*/, `server: https://127.0.0.1:${port}`),
   );
-  const result = await finish(spawnPhonehome([
+  const result = await collect(spawnPhonehome([
     "build",
     "--backend=kubernetes",
     `--kubeconfig=${kubeconfig}`,
@@ -464,7 +451,7 @@ Deno.test("a pod whose create may have been carried out is deleted too, or said 
     { verb: "create", resource: "pods", status: 503, count: Infinity },
     { verb: "delete", resource: "pods", status: 500, count: Infinity },
   );
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${RELAY_IMAGE}`, "--api-retry-budget=1000", "--node-selector=phonehome.test/never:1"],
     ["true"],
   ));
@@ -489,7 +476,7 @@ Deno.test("a pod whose create may have been carried out is deleted too, or said 
 Deno.test("clean-up that cannot delete the secret says it is left, holding the token, and how to remove it", async () => {
   await using k8s = await TestCluster.start();
   k8s.api.injectFaults({ verb: "delete", resource: "secrets", status: 503, count: Infinity });
-  const result = await finish(
+  const result = await collect(
     k8s.build([`--image=${RELAY_IMAGE}`, "--api-retry-budget=1000"], ["echo", "built"]),
   );
   assert.equal(result.code, 0, result.stderr);
@@ -536,7 +523,7 @@ Deno.test("'phonehome gc' retries transient failures, and with --verbose says so
     { verb: "delete", resource: "pods", status: 500, count: 2 },
     { verb: "delete", resource: "secrets", kind: "reset", count: 1 },
   );
-  const result = await finish(
+  const result = await collect(
     spawnPhonehome(["gc", `--kubeconfig=${k8s.kubeconfigPath}`, "--verbose"]),
   );
   assert.equal(result.code, 0, result.stderr);

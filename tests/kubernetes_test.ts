@@ -8,27 +8,19 @@
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
 import { KubeClient } from "../src/launchers/kubernetes/client.ts";
-import { LineWatcher, phonehomeArgv, readText, spawnPhonehome } from "./support/processes.ts";
+import {
+  collect,
+  type Finished,
+  LineWatcher,
+  phonehomeArgv,
+  readText,
+  spawnPhonehome,
+} from "./support/processes.ts";
 import { type KObject, type RequestRecord, TEST_CA_PEM } from "./kube/fake_api_server.ts";
 import { NAMESPACE, PLAIN_IMAGE, RELAY_IMAGE, roleRules, TestCluster } from "./kube/cluster.ts";
 
 /** `group/resource/verb` used by any test of this file, to compare with the Role at the end. */
 const usedVerbs = new Set<string>();
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function finish(child: Deno.ChildProcess): Promise<Result> {
-  const [stdout, stderr, status] = await Promise.all([
-    readText(child.stdout),
-    readText(child.stderr),
-    child.status,
-  ]);
-  return { code: status.code, stdout, stderr };
-}
 
 /** Starts a cluster whose API usage counts towards the Role check. */
 async function cluster(
@@ -81,7 +73,7 @@ Deno.test("a build that succeeds streams its output home, then its pod and secre
     [`--image=${RELAY_IMAGE}`, "--app=My_App", "--sha=0123456789abcdef", `--token=${token}`],
     ["sh", "-c", "printf 'hello from the pod\\n'; printf 'to stderr\\n' >&2; printf '$(HOME) $$ '"],
   );
-  const result = await finish(child);
+  const result = await collect(child);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout, "hello from the pod\n$(HOME) $$ ");
   assert.match(result.stderr, /^phonehome: Starting build\.\.\. but first, coffee!\n/);
@@ -120,7 +112,7 @@ Deno.test("a build that succeeds streams its output home, then its pod and secre
 
 Deno.test("a build that fails with code 3 exits 3 and is cleaned up", async () => {
   await using k8s = await cluster();
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${RELAY_IMAGE}`],
     ["sh", "-c", "echo compiling; echo 'error: it broke' >&2; exit 3"],
   ));
@@ -137,7 +129,7 @@ Deno.test("the original race: a pod that starts, finishes and is deleted before 
   // The builder's first look at the pod is held back until the pod is already gone.
   const podGone = k8s.api.waitForEvent((e) => e.resource === "pods" && e.type === "DELETED");
   k8s.api.hold((r) => r.resource === "pods" && (r.verb === "list" || r.verb === "watch"), podGone);
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${RELAY_IMAGE}`],
     ["sh", "-c", "printf 'fast build\\n'; printf 'no newline'"],
   ));
@@ -150,7 +142,7 @@ Deno.test("the original race: a pod that starts, finishes and is deleted before 
 
 Deno.test("an image that cannot be pulled fails fast with the image's name", async () => {
   await using k8s = await cluster();
-  const result = await finish(k8s.build(["--image=registry.example/missing:1"], ["true"]));
+  const result = await collect(k8s.build(["--image=registry.example/missing:1"], ["true"]));
   assert.equal(result.code, 69, result.stderr);
   assert.match(
     result.stderr,
@@ -162,7 +154,7 @@ Deno.test("an image that cannot be pulled fails fast with the image's name", asy
 
 Deno.test("a pod that cannot be scheduled fails at the start deadline with the scheduler's message", async () => {
   await using k8s = await cluster();
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${RELAY_IMAGE}`, "--connect-timeout=1500"],
     ["true"],
     { env: { BUILDER_POD_NODE_SELECTOR: "disktype:ssd,phonehome.test/pool:builders" } },
@@ -224,7 +216,7 @@ Deno.test("an OOM-killed build pod (exit 137, OOMKilled) ends the build saying s
 
 Deno.test("a container without the relay fails, and the pod log is shown instead", async () => {
   await using k8s = await cluster();
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${PLAIN_IMAGE}`],
     ["sh", "-c", "echo building without a relay; echo warning on stderr >&2"],
   ));
@@ -268,7 +260,7 @@ Deno.test("a pod whose relay cannot reach the builder fails at the start deadlin
       },
     }),
   );
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--pod-template=${template}`, "--connect-timeout=3000"],
     ["sh", "-c", "echo compiling in the dark; sleep 60"],
   ));
@@ -393,7 +385,7 @@ Deno.test("a watch resumed after its history was compacted gets 410 Gone and re-
 
 Deno.test("--keep-pod keeps the pod but still deletes its secret", async () => {
   await using k8s = await cluster();
-  const result = await finish(
+  const result = await collect(
     k8s.build([`--image=${RELAY_IMAGE}`, "--keep-pod"], ["echo", "kept"]),
   );
   assert.equal(result.code, 0, result.stderr);
@@ -421,7 +413,7 @@ Deno.test("when the user's session goes away (stdout closes) the pod and secret 
 
 Deno.test("a Job gets backoffLimit 0, a TTL and a deadline, and is deleted with its pods", async () => {
   await using k8s = await cluster();
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [`--image=${RELAY_IMAGE}`, "--kind=job", "--build-deadline=600000", "--job-ttl=120000"],
     ["echo", "built by a job"],
   ));
@@ -487,7 +479,7 @@ Deno.test("a pod template in JSON (a Pod) and in YAML (a Job) keep their fields 
         },
       }),
     );
-    const result = await finish(k8s.build([`--pod-template=${path}`, "--env=STACK=heroku-24"], [
+    const result = await collect(k8s.build([`--pod-template=${path}`, "--env=STACK=heroku-24"], [
       "sh",
       "-c",
       'echo "$BUILDPACK_URL $STACK"',
@@ -533,7 +525,7 @@ Deno.test("a pod template in JSON (a Pod) and in YAML (a Job) keep their fields 
         "",
       ].join("\n"),
     );
-    const result = await finish(k8s.build(
+    const result = await collect(k8s.build(
       [`--pod-template=${path}`, "--name-prefix=dockerbuild", "--app=api"],
       ["echo", "from a job template"],
     ));
@@ -563,7 +555,7 @@ Deno.test("a missing RBAC verb is reported in one sentence with status 77, and t
       : rule
   );
   await using k8s = await cluster({ rbac: rules });
-  const result = await finish(k8s.build([`--image=${RELAY_IMAGE}`], ["true"]));
+  const result = await collect(k8s.build([`--image=${RELAY_IMAGE}`], ["true"]));
   assert.equal(result.code, 77, result.stderr);
   assert.match(
     result.stderr,
@@ -593,7 +585,7 @@ Deno.test("the example build image's slugbuilder-style script runs under the rel
     "#!/bin/sh\nprintf '\\033[1G       nothing to compile in %s\\n' \"$1\"\necho 'no Procfile' >&2\n",
     { mode: 0o755 },
   );
-  const result = await finish(k8s.build(
+  const result = await collect(k8s.build(
     [
       `--image=${RELAY_IMAGE}`,
       `--env=APP_DIR=${app}`,
@@ -659,7 +651,7 @@ Deno.test({
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const result = await finish(child);
+    const result = await collect(child);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, "in cluster\n");
     const created = k8s.api.requests.find((r) => r.verb === "create" && r.resource === "pods");
@@ -714,8 +706,8 @@ Deno.test("'phonehome gc' deletes leftover build pods, Jobs and Secrets older th
   leftover(k8s, "pods", "slugbuild-old-job-x1y2z", { ageMs: 3 * hour, ownedBy: job });
   leftover(k8s, "secrets", "slugbuild-old-pod-phonehome", { ageMs: 2 * hour });
   leftover(k8s, "secrets", "slugbuild-new-pod-phonehome", { ageMs: 60_000 });
-  const gc = (...flags: string[]): Promise<Result> =>
-    finish(spawnPhonehome(["gc", `--kubeconfig=${k8s.kubeconfigPath}`, ...flags]));
+  const gc = (...flags: string[]): Promise<Finished> =>
+    collect(spawnPhonehome(["gc", `--kubeconfig=${k8s.kubeconfigPath}`, ...flags]));
 
   await t.step("--dry-run only says what it would delete", async () => {
     const result = await gc("--dry-run");

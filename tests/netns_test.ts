@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { STREAM_PATH } from "../src/protocol.ts";
+import { STREAM_PATH } from "../src/protocol/mod.ts";
 import {
   denoScript,
   digestStream,

@@ -5,7 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { CONFIG, DENO, MAIN, readAll, readText, tempDir } from "./support/processes.ts";
+import {
+  collect,
+  phonehomeArgv,
+  readAll,
+  readText,
+  spawnPhonehome,
+  tempDir,
+} from "./support/processes.ts";
 import { skipNote, unavailable } from "./support/requirements.ts";
 
 /** 10,000 lines on stdout and 10,000 on stderr, alternating, with no pause. */
@@ -24,17 +31,7 @@ async function shell(command: string[], redirect: string): Promise<number> {
 
 /** `phonehome build` from this checkout, as a command line. */
 function phonehomeBuild(...flags: string[]): string[] {
-  return [
-    DENO,
-    "run",
-    "-A",
-    "--quiet",
-    `--config=${CONFIG}`,
-    MAIN,
-    "build",
-    "--idle-interval=0",
-    ...flags,
-  ];
+  return phonehomeArgv("build", "--idle-interval=0", ...flags);
 }
 
 Deno.test("with stdout and stderr to one file, the output is byte for byte what 2>&1 gives", async (t) => {
@@ -126,18 +123,10 @@ Deno.test("with one pipe, a build that cannot start is reported as it is without
   ];
   for (const [what, command, code, message] of cases) {
     await t.step(what, async () => {
-      const child = new Deno.Command(DENO, {
-        args: [...phonehomeBuild("--merge").slice(1), "--", command],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const [stdout, stderr, status] = await Promise.all([
-        readText(child.stdout),
-        readText(child.stderr),
-        child.status,
-      ]);
-      assert.equal(status.code, code, stderr);
+      const { code: status, stdout, stderr } = await collect(
+        spawnPhonehome(["build", "--idle-interval=0", "--merge", "--", command]),
+      );
+      assert.equal(status, code, stderr);
       assert.equal(stdout, "");
       assert.match(stderr, message);
     });

@@ -9,7 +9,7 @@ import {
   encodeDataFrame,
   ProtocolError,
   type StreamName,
-} from "../src/protocol.ts";
+} from "../src/protocol/mod.ts";
 import { Outbox } from "../src/relay/outbox.ts";
 
 function push(outbox: Outbox, stream: StreamName, offset: number, text: string): void {

@@ -16,7 +16,7 @@ import {
   PROTOCOL_VERSION,
   type ReceiverMessage,
   STREAM_PATH,
-} from "../src/protocol.ts";
+} from "../src/protocol/mod.ts";
 import {
   LineWatcher,
   readText,

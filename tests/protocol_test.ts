@@ -12,7 +12,7 @@ import {
   parseReceiverMessage,
   parseRelayMessage,
   ProtocolError,
-} from "../src/protocol.ts";
+} from "../src/protocol/mod.ts";
 
 Deno.test("a DATA frame round-trips its stream, offset and payload", () => {
   const payload = Uint8Array.from([0, 255, 10, 13, 27]);

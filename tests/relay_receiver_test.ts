@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { STREAM_PATH } from "../src/protocol.ts";
+import { STREAM_PATH } from "../src/protocol/mod.ts";
 import {
   freePort,
   LineWatcher,

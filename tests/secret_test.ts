@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CONFIG, DENO, MAIN, readText, tempDir } from "./support/processes.ts";
+import { collect, DENO, phonehomeArgv, tempDir } from "./support/processes.ts";
 
 const TOKEN = "secret-walk-0123456789abcdef";
 
@@ -53,30 +53,20 @@ Deno.test("a build running as the relay's own user cannot read the secret from a
   const { argv, env } = await unprivileged(dir.path);
   await Deno.writeTextFile(`${dir.path}/walk.sh`, WALK);
   const [program, ...args] = argv;
-  const child = new Deno.Command(program, {
-    args: [
-      ...args,
-      "run",
-      "-A",
-      "--quiet",
-      `--config=${CONFIG}`,
-      MAIN,
-      "build",
-      "--idle-interval=0",
-      "--",
-      "sh",
-      `${dir.path}/walk.sh`,
-    ],
-    env: { ...env, PHONEHOME_TOKEN: TOKEN },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const [stdout, stderr, status] = await Promise.all([
-    readText(child.stdout),
-    readText(child.stderr),
-    child.status,
-  ]);
-  assert.equal(status.code, 0, stderr);
+  const { code, stdout, stderr } = await collect(
+    new Deno.Command(program, {
+      // The checkout's command line, run by the Deno chosen above.
+      args: [
+        ...args,
+        ...phonehomeArgv("build", "--idle-interval=0", "--", "sh", `${dir.path}/walk.sh`)
+          .slice(1),
+      ],
+      env: { ...env, PHONEHOME_TOKEN: TOKEN },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
+  assert.equal(code, 0, stderr);
   assert.equal(stdout, "walked\n");
 });

@@ -7,11 +7,11 @@
 import { buildSpec, runBuild } from "./build_command.ts";
 import { gcSpec, runGc } from "./gc_command.ts";
 import { receiveSpec, runReceive } from "./receive_command.ts";
-import type { Command } from "./run.ts";
+import { type Command, defineCommand } from "./run.ts";
 
 /** Builder-side commands: in the builder image. */
 export const BUILDER_COMMANDS: readonly Command[] = [
-  { spec: buildSpec, run: runBuild },
-  { spec: receiveSpec, run: runReceive },
-  { spec: gcSpec, run: runGc },
+  defineCommand(buildSpec, runBuild),
+  defineCommand(receiveSpec, runReceive),
+  defineCommand(gcSpec, runGc),
 ];

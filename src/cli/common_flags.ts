@@ -1,37 +1,168 @@
 /**
- * Flags shared by several subcommands, declared once so that a setting has the
- * same name, variable and default everywhere it appears.
+ * Flags shared by several subcommands, declared once with their defaults, so
+ * that a setting has the same name, variable and default everywhere it
+ * appears; and the readers that turn their values into typed settings.
  *
  * @module
  */
 
 import { UsageError } from "../errors.ts";
 import {
-  DEFAULT_PING_INTERVAL_MS,
-  DEFAULT_WINDOW_BYTES,
   MAX_WINDOW_BYTES,
   MIN_TOKEN_BYTES,
+  MIN_WINDOW_BYTES,
   PING_TIMEOUT_INTERVALS,
-} from "../protocol.ts";
-import type { FlagSpec, ParsedFlags } from "./flags.ts";
+  RELAY_ENV,
+} from "../protocol/mod.ts";
+import { RELAY_TUNING, RelayTuning } from "../relay/tuning.ts";
+import { flag, type FlagTable, type FlagValues, type ParsedFlags } from "./flags.ts";
 
 /** `--token`: the per-build secret. */
-export const tokenFlag: FlagSpec = {
-  name: "token",
+export const tokenFlag = flag({
   kind: "string",
-  env: ["PHONEHOME_TOKEN"],
+  env: [RELAY_ENV.token],
   valueName: "SECRET",
   help: `The per-build secret the relay presents, at least ${MIN_TOKEN_BYTES} bytes. ` +
     "Generated when absent.",
-};
+});
+
+/** `--ping-interval`: liveness pings, the same on both sides. */
+export const pingIntervalFlag = flag({
+  kind: "integer",
+  env: [RELAY_TUNING.pingIntervalMs.env],
+  default: 5_000,
+  valueName: "MS",
+  min: 10,
+  help: `How often to ping the other side; ${PING_TIMEOUT_INTERVALS} intervals without a word ` +
+    "count as a dropped connection. Output silence never does.",
+});
+
+/** `--reconnect-grace`: how long a dropped connection may take to come back. */
+export const reconnectGraceFlag = flag({
+  kind: "integer",
+  env: [RELAY_TUNING.reconnectGraceMs.env],
+  default: 120_000,
+  valueName: "MS",
+  min: 1,
+  help: "How long a dropped connection may take to come back before the build's stream is " +
+    "given up, in milliseconds.",
+});
+
+/** `--merge`: one pipe for the build's stdout and stderr. */
+export const mergeFlag = flag({
+  kind: "boolean",
+  env: [RELAY_TUNING.merge.env],
+  default: false,
+  help: "Give the build one pipe for stdout and stderr, as 2>&1 does, and write it all to " +
+    "stdout: the order of the build's writes across both is then kept exactly.",
+});
+
+/** `--verbose`: report more than failures. */
+export const verboseFlag = flag({
+  kind: "boolean",
+  env: ["PHONEHOME_VERBOSE"],
+  default: false,
+  help: "Also report when the relay connects, and each retried Kubernetes API call.",
+});
+
+/** Flags of the receiving side, shared by `receive` and `build`. */
+export const receiverFlags = {
+  listen: flag({
+    kind: "string",
+    env: ["PHONEHOME_LISTEN"],
+    default: "0.0.0.0:0",
+    valueName: "HOST:PORT",
+    help: "Address to listen on; port 0 lets the OS pick a free port.",
+  }),
+  "advertise-host": flag({
+    kind: "string",
+    env: ["PHONEHOME_ADVERTISE_HOST", "POD_IP"],
+    valueName: "HOST",
+    help: "Host or IP the relay must dial, used in the URL. Defaults to the listen host " +
+      "(127.0.0.1 when listening on all addresses).",
+  }),
+  token: tokenFlag,
+  "connect-timeout": flag({
+    kind: "integer",
+    env: ["PHONEHOME_CONNECT_TIMEOUT", "BUILDER_POD_WAIT_DURATION"],
+    default: 900_000,
+    valueName: "MS",
+    min: 1,
+    help: "How long to wait for the relay to phone home, in milliseconds.",
+  }),
+  [RELAY_TUNING.reconnectGraceMs.flag]: reconnectGraceFlag,
+  [RELAY_TUNING.pingIntervalMs.flag]: pingIntervalFlag,
+  "idle-interval": flag({
+    kind: "integer",
+    env: ["SESSION_IDLE_INTERVAL"],
+    default: 10_000,
+    valueName: "MS",
+    min: 0,
+    help: "Print '...' to stderr after this many silent milliseconds, so idle SSH " +
+      "sessions stay open; 0 turns it off.",
+  }),
+  [RELAY_TUNING.merge.flag]: mergeFlag,
+  verbose: verboseFlag,
+} as const;
+
+/** `--window`: the flow-control window. */
+export const windowFlag = flag({
+  kind: "integer",
+  env: [RELAY_TUNING.windowBytes.env],
+  default: 4 * 1024 * 1024,
+  valueName: "BYTES",
+  min: MIN_WINDOW_BYTES,
+  max: MAX_WINDOW_BYTES,
+  help: "Most output the relay holds unacknowledged before it pauses the build.",
+});
+
+/** `--drain-grace`: how long leftovers may hold the build's pipes open. */
+export const drainGraceFlag = flag({
+  kind: "integer",
+  env: [RELAY_TUNING.drainGraceMs.env],
+  default: 2_000,
+  valueName: "MS",
+  min: 0,
+  help: "After the build exits, how long a process it left behind may keep its output " +
+    "open before the relay ends the stream and stops what the build left.",
+});
+
+/** Every flag a launcher passes on to its relay, under the relay's own names. */
+export const tuningFlags = {
+  [RELAY_TUNING.windowBytes.flag]: windowFlag,
+  [RELAY_TUNING.pingIntervalMs.flag]: pingIntervalFlag,
+  [RELAY_TUNING.reconnectGraceMs.flag]: reconnectGraceFlag,
+  [RELAY_TUNING.drainGraceMs.flag]: drainGraceFlag,
+  [RELAY_TUNING.merge.flag]: mergeFlag,
+} as const;
+
+/**
+ * Reads the relay tuning from a command that declares {@linkcode tuningFlags};
+ * `merge` is that command's own reading of its merge flag.
+ */
+export function relayTuning(
+  values: FlagValues<Omit<typeof tuningFlags, typeof RELAY_TUNING.merge.flag>>,
+  merge: boolean,
+): RelayTuning {
+  return new RelayTuning({
+    windowBytes: values[RELAY_TUNING.windowBytes.flag],
+    pingIntervalMs: values[RELAY_TUNING.pingIntervalMs.flag],
+    reconnectGraceMs: values[RELAY_TUNING.reconnectGraceMs.flag],
+    drainGraceMs: values[RELAY_TUNING.drainGraceMs.flag],
+    merge,
+  });
+}
 
 /**
  * The `--token` of `flags`, or undefined when none was given; an empty or too
  * short one (under {@linkcode MIN_TOKEN_BYTES} bytes) is a usage error naming
  * where it came from. `remedy` ends the message: what to do instead.
  */
-export function givenToken(flags: ParsedFlags, remedy: string): string | undefined {
-  const token = flags.string("token");
+export function givenToken<T extends FlagTable & { token: typeof tokenFlag }>(
+  flags: ParsedFlags<T>,
+  remedy: string,
+): string | undefined {
+  const token = flags.values.token as string | undefined;
   if (token === undefined) return undefined;
   const bytes = new TextEncoder().encode(token).byteLength;
   if (bytes < MIN_TOKEN_BYTES) {
@@ -42,118 +173,6 @@ export function givenToken(flags: ParsedFlags, remedy: string): string | undefin
     );
   }
   return token;
-}
-
-/** `--ping-interval`: liveness pings, the same on both sides. */
-export const pingIntervalFlag: FlagSpec = {
-  name: "ping-interval",
-  kind: "integer",
-  env: ["PHONEHOME_PING_INTERVAL"],
-  default: String(DEFAULT_PING_INTERVAL_MS),
-  valueName: "MS",
-  min: 10,
-  help: `How often to ping the other side; ${PING_TIMEOUT_INTERVALS} intervals without a word ` +
-    "count as a dropped connection. Output silence never does.",
-};
-
-/** `--reconnect-grace`: how long a dropped connection may take to come back. */
-export const reconnectGraceFlag: FlagSpec = {
-  name: "reconnect-grace",
-  kind: "integer",
-  env: ["PHONEHOME_RECONNECT_GRACE"],
-  default: "120000",
-  valueName: "MS",
-  min: 1,
-  help: "How long a dropped connection may take to come back before the build's stream is " +
-    "given up, in milliseconds.",
-};
-
-/** Flags of the receiving side, shared by `receive` and `build`. */
-export function receiverFlags(defaultListen: string): FlagSpec[] {
-  return [
-    {
-      name: "listen",
-      kind: "string",
-      env: ["PHONEHOME_LISTEN"],
-      default: defaultListen,
-      valueName: "HOST:PORT",
-      help: "Address to listen on; port 0 lets the OS pick a free port.",
-    },
-    {
-      name: "advertise-host",
-      kind: "string",
-      env: ["PHONEHOME_ADVERTISE_HOST", "POD_IP"],
-      valueName: "HOST",
-      help: "Host or IP the relay must dial, used in the URL. Defaults to the listen host " +
-        "(127.0.0.1 when listening on all addresses).",
-    },
-    tokenFlag,
-    {
-      name: "connect-timeout",
-      kind: "integer",
-      env: ["PHONEHOME_CONNECT_TIMEOUT", "BUILDER_POD_WAIT_DURATION"],
-      default: "900000",
-      valueName: "MS",
-      min: 1,
-      help: "How long to wait for the relay to phone home, in milliseconds.",
-    },
-    reconnectGraceFlag,
-    pingIntervalFlag,
-    {
-      name: "idle-interval",
-      kind: "integer",
-      env: ["SESSION_IDLE_INTERVAL"],
-      default: "10000",
-      valueName: "MS",
-      min: 0,
-      help: "Print '...' to stderr after this many silent milliseconds, so idle SSH " +
-        "sessions stay open; 0 turns it off.",
-    },
-    {
-      name: "merge",
-      kind: "boolean",
-      env: ["PHONEHOME_MERGE"],
-      help: "Write the build's stderr to stdout too, for hooks that forward only stdout.",
-    },
-    {
-      name: "verbose",
-      kind: "boolean",
-      env: ["PHONEHOME_VERBOSE"],
-      help: "Also report when the relay connects, and each retried Kubernetes API call.",
-    },
-  ];
-}
-
-/** `--window`: the flow-control window. */
-export const windowFlag: FlagSpec = {
-  name: "window",
-  kind: "integer",
-  env: ["PHONEHOME_WINDOW"],
-  default: String(DEFAULT_WINDOW_BYTES),
-  valueName: "BYTES",
-  min: 65536,
-  help: "Most output the relay holds unacknowledged before it pauses the build.",
-};
-
-/** `--drain-grace`: how long leftovers may hold the build's pipes open. */
-export const drainGraceFlag: FlagSpec = {
-  name: "drain-grace",
-  kind: "integer",
-  env: ["PHONEHOME_DRAIN_GRACE"],
-  default: "2000",
-  valueName: "MS",
-  min: 0,
-  help: "After the build exits, how long a process it left behind may keep its output " +
-    "open before the relay ends the stream and stops that process group.",
-};
-
-/** Reads `--window` and checks it against the protocol's limit. */
-export function windowBytes(flags: ParsedFlags): number {
-  const window = flags.integer("window") ?? DEFAULT_WINDOW_BYTES;
-  if (window > MAX_WINDOW_BYTES) {
-    throw new UsageError(`${flags.source("window")} must be at most ${MAX_WINDOW_BYTES} bytes.`);
-  }
-  return window;
 }
 
 /** Splits `HOST:PORT` (IPv6 in brackets) and checks both halves. */

@@ -1,7 +1,9 @@
 /**
- * A small declarative flag parser: each command lists its flags once, with their
- * environment-variable fallbacks and defaults, and both parsing and `--help`
- * come from that one list, so the help text cannot drift from the behaviour.
+ * A small declarative flag parser: each command declares its flags once, as a
+ * table from name to spec with environment-variable fallbacks and typed
+ * defaults, and parsing, `--help` and docs/configuration.md all come from that
+ * one table. A flag with a default reads as a value, one without as possibly
+ * undefined, and the types say which.
  *
  * @module
  */
@@ -16,167 +18,167 @@ import { formatDuration } from "../format.ts";
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** How a flag's value is read. */
-export type FlagKind = "string" | "integer" | "boolean" | "list";
-
-/** One flag of a command. */
-export interface FlagSpec {
-  /** Long name without dashes, such as `connect-timeout`. */
-  name: string;
-  /** How the value is parsed. */
-  kind: FlagKind;
+interface FlagBase {
   /** Environment variables consulted, in order, when the flag is absent. */
-  env?: readonly string[];
-  /** Default as text (parsed like a command-line value); absent means unset. */
-  default?: string;
+  readonly env?: readonly string[];
   /**
    * Placeholder shown in help, such as `MS`. `MS` also marks a duration in
    * milliseconds, whose `max` defaults to {@linkcode MAX_TIMER_MS}.
    */
-  valueName?: string;
+  readonly valueName?: string;
   /** One or two sentences for `--help`. */
-  help: string;
-  /** Smallest accepted value of an integer flag. */
-  min?: number;
+  readonly help: string;
+}
+
+/** A whole number, such as a duration in milliseconds or a size in bytes. */
+export interface IntegerFlag extends FlagBase {
+  readonly kind: "integer";
+  readonly default?: number;
+  /** Smallest accepted value. */
+  readonly min?: number;
   /**
-   * Largest accepted value of an integer flag: {@linkcode MAX_TIMER_MS} for a
-   * duration in milliseconds (valueName `MS`), else the largest safe integer.
+   * Largest accepted value: {@linkcode MAX_TIMER_MS} for a duration in
+   * milliseconds (valueName `MS`), else the largest safe integer.
    */
-  max?: number;
+  readonly max?: number;
 }
 
-/** The largest value an integer flag accepts, after its kind-specific default. */
-export function maxOf(flag: FlagSpec): number {
-  return flag.max ?? (flag.valueName === "MS" ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER);
+/** Free text, such as a path or an address. */
+export interface StringFlag extends FlagBase {
+  readonly kind: "string";
+  readonly default?: string;
 }
 
-function describeLimit(flag: FlagSpec, limit: number): string {
-  return flag.valueName === "MS" ? `${limit} ms (${formatDuration(limit)})` : String(limit);
+/** On or off: `--flag`, `--no-flag`, `--flag=true|false`; variables take 1/0, yes/no, on/off. */
+export interface BooleanFlag extends FlagBase {
+  readonly kind: "boolean";
+  readonly default?: boolean;
+}
+
+/** A repeatable flag, such as `--env NAME=VALUE`. */
+export interface ListFlag extends FlagBase {
+  readonly kind: "list";
+}
+
+/** One flag of a command. */
+export type FlagSpec = IntegerFlag | StringFlag | BooleanFlag | ListFlag;
+
+/** A command's flags by long name (without dashes, such as `connect-timeout`). */
+export type FlagTable = Readonly<Record<string, FlagSpec>>;
+
+/** The type a flag reads as: its value's, and undefined too unless it has a default. */
+export type FlagValue<F extends FlagSpec> = F extends ListFlag ? string[]
+  : F extends { kind: "integer"; default: number } ? number
+  : F extends { kind: "integer" } ? number | undefined
+  : F extends { kind: "boolean"; default: boolean } ? boolean
+  : F extends { kind: "boolean" } ? boolean | undefined
+  : F extends { kind: "string"; default: string } ? string
+  : string | undefined;
+
+/** Every flag of a table, read. */
+export type FlagValues<T extends FlagTable> = { readonly [K in keyof T]: FlagValue<T[K]> };
+
+/** Declares a flag, keeping the exact type of its default for {@linkcode FlagValue}. */
+export function flag<const F extends FlagSpec>(spec: F): F {
+  return spec;
 }
 
 /** A subcommand: its flags and how it is called. */
-export interface CommandSpec {
+export interface CommandSpec<T extends FlagTable = FlagTable> {
   /** Subcommand name, such as `relay`. */
-  name: string;
+  readonly name: string;
   /** The usage line after `phonehome`. */
-  usage: string;
+  readonly usage: string;
   /** What the command does, a short paragraph. */
-  summary: string;
+  readonly summary: string;
   /** Flags the command accepts (`--help` is implied). */
-  flags: readonly FlagSpec[];
+  readonly flags: T;
   /** Whether a `-- COMMAND [ARG...]` tail is required. */
-  takesCommand: boolean;
+  readonly takesCommand: boolean;
   /** Examples shown at the end of the help. */
-  examples?: readonly string[];
+  readonly examples?: readonly string[];
 }
 
-/** The result of parsing: typed accessors that name the flag or variable on error. */
-export class ParsedFlags {
-  #spec: CommandSpec;
-  #values: Map<string, string[]>;
+/** The largest value an integer flag accepts, after its kind-specific default. */
+export function maxOf(spec: IntegerFlag): number {
+  return spec.max ?? (spec.valueName === "MS" ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER);
+}
+
+function describeLimit(spec: IntegerFlag, limit: number): string {
+  return spec.valueName === "MS" ? `${limit} ms (${formatDuration(limit)})` : String(limit);
+}
+
+/** A parsed command line: every flag's value, typed, and where each came from. */
+export class ParsedFlags<T extends FlagTable> {
   #sources: Map<string, string>;
+  /** Every flag's value: given, from the environment, or its default. */
+  readonly values: FlagValues<T>;
   /** Whether `--help` was given. */
   readonly help: boolean;
   /** The words after `--`. */
   readonly command: string[];
 
-  /** Wraps raw values; use {@linkcode parseFlags} to create one. */
-  constructor(
-    spec: CommandSpec,
-    parsed: {
-      values: Map<string, string[]>;
-      sources: Map<string, string>;
-      help: boolean;
-      command: string[];
-    },
-  ) {
-    this.#spec = spec;
-    this.#values = parsed.values;
+  /** Wraps parsed values; use {@linkcode parseFlags} to create one. */
+  constructor(parsed: {
+    values: FlagValues<T>;
+    sources: Map<string, string>;
+    help: boolean;
+    command: string[];
+  }) {
+    this.values = parsed.values;
     this.#sources = parsed.sources;
     this.help = parsed.help;
     this.command = parsed.command;
   }
 
-  #flag(name: string, kind: FlagKind): FlagSpec {
-    const flag = this.#spec.flags.find((f) => f.name === name);
-    if (flag === undefined || flag.kind !== kind) {
-      throw new TypeError(`Command ${this.#spec.name} has no ${kind} flag --${name}.`);
-    }
-    return flag;
-  }
-
-  #raw(flag: FlagSpec): string | undefined {
-    const values = this.#values.get(flag.name);
-    return values === undefined ? flag.default : values[values.length - 1];
-  }
-
-  /** Where a flag's value came from, for error messages. */
-  source(name: string): string {
+  /** Where a flag's value came from, for error messages: `--name` or `VARIABLE (from the environment)`. */
+  source(name: keyof T & string): string {
     return this.#sources.get(name) ?? `--${name}`;
   }
+}
 
-  /** The value of a string flag, or undefined when neither given nor defaulted. */
-  string(name: string): string | undefined {
-    return this.#raw(this.#flag(name, "string"));
-  }
-
-  /** The value of an integer flag; a malformed, too small or too large value is a usage error. */
-  integer(name: string): number | undefined {
-    const flag = this.#flag(name, "integer");
-    const raw = this.#raw(flag);
-    if (raw === undefined) return undefined;
-    if (!/^\s*\d+\s*$/.test(raw)) {
-      throw new UsageError(
-        `${this.source(name)} must be a whole number, not ${JSON.stringify(raw)}.`,
-      );
+/** Reads one raw value as its flag's kind; `source` names it in errors. */
+function readValue(spec: FlagSpec, raw: string, source: string): number | boolean | string {
+  switch (spec.kind) {
+    case "integer": {
+      if (!/^\s*\d+\s*$/.test(raw)) {
+        throw new UsageError(`${source} must be a whole number, not ${JSON.stringify(raw)}.`);
+      }
+      const value = Number(raw);
+      const max = maxOf(spec);
+      if (!Number.isSafeInteger(value) || value > max) {
+        const what = Number.isSafeInteger(value) ? String(value) : raw.trim();
+        throw new UsageError(
+          `${source} is too large: ${what}; the most it can be is ${describeLimit(spec, max)}.`,
+        );
+      }
+      if (spec.min !== undefined && value < spec.min) {
+        throw new UsageError(`${source} must be at least ${spec.min}, not ${value}.`);
+      }
+      return value;
     }
-    const value = Number(raw);
-    const max = maxOf(flag);
-    if (!Number.isSafeInteger(value) || value > max) {
-      const what = Number.isSafeInteger(value) ? String(value) : raw.trim();
-      throw new UsageError(
-        `${this.source(name)} is too large: ${what}; the most it can be is ` +
-          `${describeLimit(flag, max)}.`,
-      );
+    case "boolean": {
+      const normalized = raw.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(normalized)) return true;
+      if (["0", "false", "no", "off", ""].includes(normalized)) return false;
+      throw new UsageError(`${source} must be true or false, not ${JSON.stringify(raw)}.`);
     }
-    if (flag.min !== undefined && value < flag.min) {
-      throw new UsageError(`${this.source(name)} must be at least ${flag.min}, not ${value}.`);
-    }
-    return value;
-  }
-
-  /** The value of a boolean flag (false unless given or defaulted). */
-  boolean(name: string): boolean {
-    const raw = this.#raw(this.#flag(name, "boolean"));
-    if (raw === undefined) return false;
-    const normalized = raw.trim().toLowerCase();
-    if (["1", "true", "yes", "on"].includes(normalized)) return true;
-    if (["0", "false", "no", "off", ""].includes(normalized)) return false;
-    throw new UsageError(`${this.source(name)} must be true or false, not ${JSON.stringify(raw)}.`);
-  }
-
-  /** The value of a boolean flag, or undefined when it was neither given nor defaulted. */
-  optionalBoolean(name: string): boolean | undefined {
-    return this.#raw(this.#flag(name, "boolean")) === undefined ? undefined : this.boolean(name);
-  }
-
-  /** Every value of a repeatable flag, in order. */
-  list(name: string): string[] {
-    const flag = this.#flag(name, "list");
-    return this.#values.get(flag.name) ?? (flag.default === undefined ? [] : [flag.default]);
+    default:
+      return raw;
   }
 }
 
 /**
- * Parses `args` against `spec`, consulting `env` for absent flags.
- * Throws {@linkcode UsageError} with a one-line message for anything wrong.
+ * Parses `args` against `spec`, consulting `env` for absent flags, and reads
+ * every value at once, so that anything malformed is found before the command
+ * does anything. Throws {@linkcode UsageError} with a one-line message.
  */
-export function parseFlags(
-  spec: CommandSpec,
+export function parseFlags<T extends FlagTable>(
+  spec: CommandSpec<T>,
   args: readonly string[],
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
-): ParsedFlags {
-  const values = new Map<string, string[]>();
+): ParsedFlags<T> {
+  const given = new Map<string, string[]>();
   const sources = new Map<string, string>();
   let help = false;
   let command: string[] = [];
@@ -191,49 +193,44 @@ export function parseFlags(
       continue;
     }
     if (!arg.startsWith("--")) {
-      if (spec.takesCommand) {
-        throw new UsageError(
-          `Unexpected argument ${JSON.stringify(arg)}: put the build command after "--".`,
-        );
-      }
-      throw new UsageError(`Unexpected argument ${JSON.stringify(arg)}.`);
+      throw new UsageError(
+        `Unexpected argument ${JSON.stringify(arg)}` +
+          (spec.takesCommand ? `: put the build command after "--".` : "."),
+      );
     }
     const eq = arg.indexOf("=");
     let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
     let inline: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
-    let flag = spec.flags.find((f) => f.name === name);
-    if (flag === undefined && name.startsWith("no-") && inline === undefined) {
-      const positive = spec.flags.find((f) => f.name === name.slice(3) && f.kind === "boolean");
-      if (positive !== undefined) {
-        flag = positive;
-        name = positive.name;
-        inline = "false";
-      }
+    if (
+      !(name in spec.flags) && name.startsWith("no-") && inline === undefined &&
+      spec.flags[name.slice(3)]?.kind === "boolean"
+    ) {
+      name = name.slice(3);
+      inline = "false";
     }
-    if (flag === undefined) {
+    const flagSpec = spec.flags[name];
+    if (flagSpec === undefined) {
       throw new UsageError(`Unknown flag --${name}; see 'phonehome ${spec.name} --help'.`);
     }
     let value: string;
     if (inline !== undefined) {
       value = inline;
-    } else if (flag.kind === "boolean") {
+    } else if (flagSpec.kind === "boolean") {
       value = "true";
     } else {
       if (i + 1 >= args.length) throw new UsageError(`Flag --${name} needs a value.`);
       value = args[++i];
     }
-    const list = values.get(name) ?? [];
-    list.push(value);
-    values.set(name, list);
+    given.set(name, [...(given.get(name) ?? []), value]);
     sources.set(name, `--${name}`);
   }
-  for (const flag of spec.flags) {
-    if (values.has(flag.name)) continue;
-    for (const variable of flag.env ?? []) {
+  for (const [name, flagSpec] of Object.entries(spec.flags)) {
+    if (given.has(name)) continue;
+    for (const variable of flagSpec.env ?? []) {
       const value = env(variable);
       if (value !== undefined && value !== "") {
-        values.set(flag.name, [value]);
-        sources.set(flag.name, `${variable} (from the environment)`);
+        given.set(name, [value]);
+        sources.set(name, `${variable} (from the environment)`);
         break;
       }
     }
@@ -246,54 +243,18 @@ export function parseFlags(
   if (!help && !spec.takesCommand && command.length > 0) {
     throw new UsageError(`phonehome ${spec.name} takes no command after "--".`);
   }
-  return new ParsedFlags(spec, { values, sources, help, command });
-}
-
-/**
- * Splits `text` into lines of at most `width` characters (a longer word gets a
- * line of its own), prefixing every line but the first with `indent`.
- */
-export function wrap(text: string, width: number, indent: string): string[] {
-  const lines: string[] = [];
-  let line = "";
-  for (const word of text.split(/\s+/)) {
-    if (line.length > 0 && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = word;
+  const values: Record<string, unknown> = {};
+  for (const [name, flagSpec] of Object.entries(spec.flags)) {
+    // Help is shown whatever else is wrong.
+    const raw = help ? undefined : given.get(name);
+    const source = sources.get(name) ?? `--${name}`;
+    if (flagSpec.kind === "list") {
+      values[name] = raw ?? [];
     } else {
-      line = line.length === 0 ? word : `${line} ${word}`;
+      values[name] = raw === undefined
+        ? flagSpec.default
+        : readValue(flagSpec, raw[raw.length - 1], source);
     }
   }
-  if (line.length > 0) lines.push(line);
-  return lines.map((l, i) => (i === 0 ? l : indent + l));
-}
-
-/** Renders the `--help` text of a command from its spec. */
-export function formatHelp(spec: CommandSpec): string {
-  const out: string[] = [`Usage: phonehome ${spec.usage}`, ""];
-  out.push(...wrap(spec.summary, 78, ""), "", "Options:");
-  const column = 28;
-  const rows: Array<[string, string]> = spec.flags.map((flag) => {
-    const value = flag.kind === "boolean" ? "" : ` ${flag.valueName ?? "VALUE"}`;
-    const extras: string[] = [];
-    if (flag.env !== undefined && flag.env.length > 0) extras.push(`env: ${flag.env.join(", ")}`);
-    if (flag.default !== undefined) extras.push(`default: ${flag.default}`);
-    if (flag.kind === "list") extras.push("repeatable");
-    const text = extras.length > 0 ? `${flag.help} [${extras.join("; ")}]` : flag.help;
-    return [`  --${flag.name}${value}`, text];
-  });
-  rows.push(["  -h, --help", "Show this help and exit."]);
-  for (const [left, text] of rows) {
-    const indent = " ".repeat(column);
-    const body = wrap(text, 78 - column, indent);
-    if (left.length >= column - 1) {
-      out.push(left, indent + body.join("\n"));
-    } else {
-      out.push(left.padEnd(column) + body.join("\n"));
-    }
-  }
-  if (spec.examples !== undefined && spec.examples.length > 0) {
-    out.push("", "Examples:", ...spec.examples.map((e) => `  ${e}`));
-  }
-  return out.join("\n") + "\n";
+  return new ParsedFlags<T>({ values: values as FlagValues<T>, sources, help, command });
 }

@@ -7,7 +7,7 @@
  */
 
 import { relaySpec, runRelayCommand } from "./relay_command.ts";
-import type { Command } from "./run.ts";
+import { type Command, defineCommand } from "./run.ts";
 
 /** Pod-side commands: in every build image. */
-export const POD_COMMANDS: readonly Command[] = [{ spec: relaySpec, run: runRelayCommand }];
+export const POD_COMMANDS: readonly Command[] = [defineCommand(relaySpec, runRelayCommand)];

@@ -5,67 +5,79 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
-import { DEFAULT_PING_INTERVAL_MS } from "../protocol.ts";
-import { generateToken } from "../receiver/auth.ts";
+import { generateToken } from "../protocol/mod.ts";
 import { Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
 import { givenToken, parseAdvertiseHost, parseListen, receiverFlags } from "./common_flags.ts";
-import type { CommandSpec, ParsedFlags } from "./flags.ts";
+import {
+  type CommandSpec,
+  flag,
+  type FlagTable,
+  type FlagValues,
+  type ParsedFlags,
+} from "./flags.ts";
 import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
 
 /** The command line of `phonehome receive`. */
-export const receiveSpec: CommandSpec = {
+export const receiveSpec = {
   name: "receive",
   usage: "receive [options]",
   summary: "Listen for one build's relay, write the build's stdout and stderr to this " +
     "process's stdout and stderr byte for byte, and exit with the build's exit status " +
     "once FINISHED has been verified. phonehome's own messages go to stderr.",
   takesCommand: false,
-  flags: [
-    ...receiverFlags("0.0.0.0:0"),
-    {
-      name: "url-file",
+  flags: {
+    ...receiverFlags,
+    "url-file": flag({
       kind: "string",
       env: ["PHONEHOME_URL_FILE"],
       valueName: "PATH",
       help: "Once listening, write the URL the relay must use to this file.",
-    },
-    {
-      name: "token-file",
+    }),
+    "token-file": flag({
       kind: "string",
       env: ["PHONEHOME_TOKEN_FILE"],
       valueName: "PATH",
       help: "Once listening, write the secret to this file (mode 0600), for a generated one.",
-    },
-  ],
+    }),
+  },
   examples: [
     "phonehome receive --listen 0.0.0.0:0 --url-file /tmp/url --token-file /tmp/token",
     "PHONEHOME_TOKEN=s3cret phonehome receive --listen 127.0.0.1:7070 --merge",
   ],
-};
+} as const satisfies CommandSpec;
 
-/** Builds receiver options from parsed flags, writing to this process's stdout and stderr. */
-export function receiverOptions(flags: ParsedFlags): ReceiverOptions {
-  const listenText = flags.string("listen") ?? "0.0.0.0:0";
-  const listen = parseListen(listenText, flags.source("listen"));
-  const token = givenToken(flags, "use a longer one, or none to have one generated") ??
+/** The receiver flags every receiving command has, whatever it makes of `listen` and `merge`. */
+type ReceiverCoreFlags = Omit<typeof receiverFlags, "listen" | "merge">;
+
+/**
+ * Builds receiver options from parsed flags, writing to this process's stdout
+ * and stderr; `listen` and `merge` are the command's own reading of those flags.
+ */
+export function receiverOptions<T extends FlagTable & ReceiverCoreFlags>(
+  flags: ParsedFlags<T>,
+  choices: { listen: string; merge: boolean },
+): ReceiverOptions {
+  const values = flags.values as FlagValues<ReceiverCoreFlags>;
+  const core = flags as unknown as ParsedFlags<ReceiverCoreFlags>;
+  const token = givenToken(core, "use a longer one, or none to have one generated") ??
     generateToken();
-  const advertiseHost = flags.string("advertise-host");
+  const advertiseHost = values["advertise-host"];
   return {
-    ...listen,
+    ...parseListen(choices.listen, core.source("listen" as keyof ReceiverCoreFlags & string)),
     advertiseHost: advertiseHost === undefined
       ? undefined
-      : parseAdvertiseHost(advertiseHost, flags.source("advertise-host")),
+      : parseAdvertiseHost(advertiseHost, core.source("advertise-host")),
     token,
-    connectTimeoutMs: flags.integer("connect-timeout") ?? 900_000,
-    reconnectGraceMs: flags.integer("reconnect-grace") ?? 120_000,
-    pingIntervalMs: flags.integer("ping-interval") ?? DEFAULT_PING_INTERVAL_MS,
-    idleIntervalMs: flags.integer("idle-interval") ?? 10_000,
-    merge: flags.boolean("merge"),
+    connectTimeoutMs: values["connect-timeout"],
+    reconnectGraceMs: values["reconnect-grace"],
+    pingIntervalMs: values["ping-interval"],
+    idleIntervalMs: values["idle-interval"],
+    merge: choices.merge,
     sameFile: stdoutIsStderr(),
-    verbose: flags.boolean("verbose"),
+    verbose: values.verbose,
     stdout: Deno.stdout,
     stderr: Deno.stderr,
   };
@@ -84,7 +96,7 @@ export function startReceiver(options: ReceiverOptions, source = "--listen"): Re
     return Receiver.start(options);
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable) {
-      throw new UsageError(`Cannot listen on ${address}: ${(error as Error).message}.`);
+      throw new UsageError(`Cannot listen on ${address}: ${errorMessage(error)}.`);
     }
     if (error instanceof Error && UNRESOLVED_HOST.test(error.message)) {
       throw new UsageError(
@@ -104,20 +116,21 @@ async function writeFileAtomically(path: string, text: string, mode: number): Pr
 }
 
 /** Runs `phonehome receive`; resolves with the exit status. */
-export async function runReceive(flags: ParsedFlags): Promise<number> {
-  const options = receiverOptions(flags);
+export async function runReceive(flags: ParsedFlags<typeof receiveSpec.flags>): Promise<number> {
+  const { values } = flags;
+  const options = receiverOptions(flags, { listen: values.listen, merge: values.merge });
   const receiver = startReceiver(options, flags.source("listen"));
   const files: Array<[string | undefined, string, number]> = [
     // The secret first: a watcher that sees the URL may read the secret at once.
-    [flags.string("token-file"), `${options.token}\n`, 0o600],
-    [flags.string("url-file"), `${receiver.url}\n`, 0o644],
+    [values["token-file"], `${options.token}\n`, 0o600],
+    [values["url-file"], `${receiver.url}\n`, 0o644],
   ];
   for (const [path, text, mode] of files) {
     if (path === undefined) continue;
     try {
       await writeFileAtomically(path, text, mode);
     } catch (error) {
-      receiver.abort(ExitCode.usage, `Cannot write ${path}: ${(error as Error).message}.`);
+      receiver.abort(ExitCode.usage, `Cannot write ${path}: ${errorMessage(error)}.`);
       break;
     }
   }

@@ -8,7 +8,8 @@
 import { PhonehomeError, UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { guardSecrets } from "../process_tree.ts";
-import { type CommandSpec, formatHelp, type ParsedFlags, parseFlags, wrap } from "./flags.ts";
+import { type CommandSpec, type FlagTable, type ParsedFlags, parseFlags } from "./flags.ts";
+import { formatHelp, wrap } from "./help.ts";
 
 /** The phonehome release. */
 export const VERSION = "0.1.0";
@@ -16,12 +17,26 @@ export const VERSION = "0.1.0";
 /** The widest line of the top-level help, in columns. */
 export const OVERVIEW_WIDTH = 100;
 
-/** A subcommand: its command line and what runs it. */
+/** A subcommand: its command line, and how to parse its arguments and run it. */
 export interface Command {
   /** The flags and help of the command. */
-  spec: CommandSpec;
-  /** Runs the command and resolves with the exit status. */
-  run: (flags: ParsedFlags) => Promise<number>;
+  readonly spec: CommandSpec;
+  /** Parses `args` (throwing UsageError); says whether help was asked for, and runs it. */
+  parse(args: readonly string[]): { help: boolean; run: () => Promise<number> };
+}
+
+/** A command from its spec and what runs it with its flags, typed by that spec. */
+export function defineCommand<T extends FlagTable>(
+  spec: CommandSpec<T>,
+  run: (flags: ParsedFlags<T>) => Promise<number>,
+): Command {
+  return {
+    spec,
+    parse(args: readonly string[]): { help: boolean; run: () => Promise<number> } {
+      const flags = parseFlags(spec, args);
+      return { help: flags.help, run: () => run(flags) };
+    },
+  };
 }
 
 function overview(program: string, commands: readonly Command[]): string {
@@ -84,15 +99,15 @@ export async function runCli(
         }.`,
       );
     }
-    const flags = parseFlags(command.spec, rest);
-    if (flags.help) {
+    const parsed = command.parse(rest);
+    if (parsed.help) {
       await print(Deno.stdout, formatHelp(command.spec));
       return 0;
     }
     // Any phonehome process may hold a build's secret: keep other processes of the user,
     // the build among them, out of its /proc files.
     guardSecrets();
-    return await command.run(flags);
+    return await parsed.run();
   } catch (error) {
     if (error instanceof PhonehomeError) {
       await print(Deno.stderr, `phonehome: ${error.message}\n`);

@@ -5,13 +5,15 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExitCode } from "../exit_codes.ts";
 import { settlesWithin } from "../timing.ts";
 import { adoptOrphans, reapOrphans, stopDescendants } from "../process_tree.ts";
 import type { BuildReceiver } from "../receiver/receiver.ts";
-import { RELAY_ENV } from "../relay/relay.ts";
+import type { RelayTuning } from "../relay/tuning.ts";
+import { RELAY_ENV } from "../protocol/mod.ts";
 
 /**
  * How long the relay gets to stop once its lifeline is cut before it is killed:
@@ -35,8 +37,8 @@ export interface LocalBuildOptions {
   token: string;
   /** How to start the relay: a program and its leading arguments. */
   relayInvocation: readonly string[];
-  /** Extra relay flags, such as `--window`. */
-  relayArgs: readonly string[];
+  /** The relay's settings, passed on as its flags. */
+  tuning: RelayTuning;
   /**
    * Dispatches `signal` events (detail: the signal name) to pass on to the
    * relay, and a `kill` event to stop the relay and the build at once.
@@ -85,7 +87,7 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
         ...options.relayInvocation.slice(1),
         "--no-tee",
         "--lifeline",
-        ...options.relayArgs,
+        ...options.tuning.toArgs(),
         "--",
         ...options.command,
       ],
@@ -150,8 +152,4 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
     for (const line of await relayLines) await receiver.writeLine(line);
   }
   return outcome.exitCode;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

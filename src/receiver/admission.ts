@@ -9,8 +9,9 @@
  * @module
  */
 
-import { STREAM_PATH } from "../protocol.ts";
-import { authorizationMatches } from "./auth.ts";
+import { errorMessage } from "../errors.ts";
+import { STREAM_PATH } from "../protocol/mod.ts";
+import { authorizationMatches } from "../protocol/mod.ts";
 import { RefusalLog } from "./refusal_log.ts";
 import {
   BadRequestError,
@@ -167,7 +168,7 @@ export class Admission {
         if (this.#closed) return;
         // Out of descriptors (EMFILE, ENFILE) or a connection reset before it was accepted:
         // neither may end the receiver. Pause so a persistent failure does not spin.
-        this.#refusals.note("(unknown)", `cannot accept a connection: ${errorText(error)}`);
+        this.#refusals.note("(unknown)", `cannot accept a connection: ${errorMessage(error)}`);
         await new Promise((resolve) => setTimeout(resolve, DESCRIPTOR_BACKOFF_MS));
         continue;
       }
@@ -326,8 +327,4 @@ async function readHead(
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let done = 0;
   while (done < bytes.byteLength) done += await conn.write(bytes.subarray(done));
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

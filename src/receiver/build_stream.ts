@@ -17,7 +17,7 @@ import {
   STREAM_NAMES,
   type StreamName,
   type StreamOffsets,
-} from "../protocol.ts";
+} from "../protocol/mod.ts";
 import type { BuilderConsole } from "./console.ts";
 
 interface StreamState {

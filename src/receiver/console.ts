@@ -10,7 +10,7 @@
  */
 
 import { type ByteSink, writeAll } from "../io.ts";
-import type { StreamName } from "../protocol.ts";
+import type { StreamName } from "../protocol/mod.ts";
 
 /** Settings of a {@linkcode BuilderConsole}. */
 export interface ConsoleOptions {

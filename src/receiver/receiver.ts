@@ -8,7 +8,7 @@
 
 import { ExitCode } from "../exit_codes.ts";
 import type { ByteSink } from "../io.ts";
-import { type ExitStatus, STREAM_PATH } from "../protocol.ts";
+import { type ExitStatus, STREAM_PATH } from "../protocol/mod.ts";
 import { settlesWithin } from "../timing.ts";
 import { Admission } from "./admission.ts";
 import { BuilderConsole } from "./console.ts";

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { formatBytes, formatDuration } from "../format.ts";
 import {
@@ -31,7 +32,7 @@ import {
   type ReceiverMessage,
   type VerdictMessage,
   versionMismatchMessage,
-} from "../protocol.ts";
+} from "../protocol/mod.ts";
 import type { Refusal, Upgrade } from "./admission.ts";
 import { BuildStream } from "./build_stream.ts";
 import type { BuilderConsole } from "./console.ts";
@@ -278,7 +279,7 @@ export class Session {
       // Whatever a peer sends, the receiver closes that one connection and carries on.
       const violation = error instanceof ProtocolError
         ? error
-        : new ProtocolError(`Cannot handle the message: ${errorText(error)}`);
+        : new ProtocolError(`Cannot handle the message: ${errorMessage(error)}`);
       this.#closeConnection(connection, violation.closeCode, violation.message);
     }
   }
@@ -469,8 +470,4 @@ function describeClose(close: SocketClose): string {
   if (close.dropped) return close.reason;
   if (close.code === 1006) return `the connection broke: ${close.reason}`;
   return close.reason ? `closed with code ${close.code}: ${close.reason}` : `code ${close.code}`;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

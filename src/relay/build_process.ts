@@ -8,7 +8,7 @@
 
 import { PhonehomeError } from "../errors.ts";
 import { ExitCode, signalExitCode, signalName } from "../exit_codes.ts";
-import type { ExitStatus } from "../protocol.ts";
+import type { ExitStatus } from "../protocol/mod.ts";
 
 /** The file `program` names: itself when it has a slash, else the first match on `path`. */
 function resolveCommand(program: string, path: string): string | undefined {

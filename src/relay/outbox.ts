@@ -18,7 +18,7 @@ import {
   STREAM_NAMES,
   type StreamName,
   type StreamOffsets,
-} from "../protocol.ts";
+} from "../protocol/mod.ts";
 
 /** A DATA frame held until acknowledged. */
 export interface OutFrame {

@@ -11,15 +11,18 @@ import { ExitCode } from "../exit_codes.ts";
 import { formatDuration } from "../format.ts";
 import { settlesWithin, type Timer } from "../timing.ts";
 import { type ByteSink, OrderedWriter } from "../io.ts";
-import type { ExitStatus, FinishedMessage, StreamName } from "../protocol.ts";
+import {
+  type ExitStatus,
+  type FinishedMessage,
+  RELAY_SECRET_ENV,
+  type StreamName,
+} from "../protocol/mod.ts";
 import { adoptOrphans, descendantsOf, reapOrphans, stopDescendants } from "../process_tree.ts";
 import { BuildProcess } from "./build_process.ts";
 import { Outbox } from "./outbox.ts";
 import { PhoneLine } from "./phone_line.ts";
 import { StreamPump } from "./stream_pump.ts";
-
-/** Environment variables the relay reads and keeps from the build. */
-export const RELAY_ENV = { url: "PHONEHOME_URL", token: "PHONEHOME_TOKEN" } as const;
+import type { RelayTuningValues } from "./tuning.ts";
 
 /** Signals the relay passes on to the build's process group. */
 const FORWARDED_SIGNALS: readonly Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
@@ -34,36 +37,22 @@ const ORPHANED_KILL_GRACE_MS = 1_000;
 /** How long stopping the build's leftover processes may take. */
 const LEFTOVER_STOP_TIMEOUT_MS = 5_000;
 
-/** Settings of a relay run. */
-export interface RelayOptions {
+/** Settings of a relay run: its tuning, and what only the relay's own command line sets. */
+export interface RelayOptions extends RelayTuningValues {
   /** The build command and its arguments. */
   command: readonly string[];
   /** The receiver's URL. */
   url: string;
   /** The per-build secret. */
   token: string;
-  /** Flow-control window in bytes. */
-  windowBytes: number;
   /** How long to keep trying to reach the receiver at first. */
   connectTimeoutMs: number;
-  /** How long to keep trying after a dropped connection. */
-  reconnectGraceMs: number;
-  /** How often to ping the receiver. */
-  pingIntervalMs: number;
-  /** How long to wait for the pipes to close once the build's main process has exited. */
-  drainGraceMs: number;
   /** After passing on a signal, how long the build gets before its group is killed. */
   killGraceMs: number;
   /** How long a partial frame waits for more output. */
   coalesceDelayMs: number;
   /** Copy the build's output to the relay's own stdout and stderr. */
   tee: boolean;
-  /**
-   * Give the build one pipe for stdout and stderr, as `2>&1` does, so that the
-   * order of its writes across both is kept exactly; everything then arrives
-   * as stdout.
-   */
-  merge: boolean;
   /**
    * Stop the build and exit as soon as stdin ends: a launcher that holds the
    * other end of the pipe closes it when it is gone, or when its receiver is.
@@ -78,8 +67,7 @@ export interface RelayOptions {
 function buildEnvironment(): Record<string, string> {
   const env = Deno.env.toObject();
   // The build must not be able to forge its own stream or learn the secret.
-  delete env[RELAY_ENV.token];
-  delete env[RELAY_ENV.url];
+  for (const name of RELAY_SECRET_ENV) delete env[name];
   return env;
 }
 

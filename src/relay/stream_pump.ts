@@ -14,7 +14,7 @@ import {
   type StreamName,
   type StreamSummary,
   writeDataHeader,
-} from "../protocol.ts";
+} from "../protocol/mod.ts";
 import type { Outbox } from "./outbox.ts";
 import type { Timer } from "../timing.ts";
 
@@ -111,8 +111,11 @@ export class StreamPump {
         await this.#take(value);
       }
     } catch (error) {
-      // A cancelled read rejects on some paths; anything else is a real failure.
-      if (!(error instanceof TypeError) && !(error instanceof Deno.errors.BadResource)) throw error;
+      // A read interrupted by our own cancel, or by the pipe's closing under it, ends the
+      // stream; anything else is a real failure.
+      const closed = error instanceof Deno.errors.BadResource ||
+        error instanceof Deno.errors.Interrupted;
+      if (!this.#cancelled && !closed) throw error;
     } finally {
       clearTimeout(this.#timer);
       this.#flush();

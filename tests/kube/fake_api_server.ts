@@ -9,6 +9,7 @@
  * @module
  */
 
+import { statusBody } from "./status.ts";
 import { fileURLToPath } from "node:url";
 import { FaultInjector, type FaultSpec } from "./fault_injection.ts";
 
@@ -87,24 +88,6 @@ interface Watcher {
 
 function now(): string {
   return new Date().toISOString().replace(/\.\d+Z$/, "Z");
-}
-
-function statusBody(
-  code: number,
-  reason: string,
-  message: string,
-  details?: Record<string, unknown>,
-): Record<string, unknown> {
-  return {
-    kind: "Status",
-    apiVersion: "v1",
-    metadata: {},
-    status: "Failure",
-    message,
-    reason,
-    ...(details === undefined ? {} : { details }),
-    code,
-  };
 }
 
 function json(body: unknown, status = 200): Response {

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { statusBody } from "./status.ts";
+
 /** What a fault does to a matching request. */
 export type FaultKind =
   /** Answers with an error status and the real API's `Status` body; nothing is done. */
@@ -107,16 +109,12 @@ export function faultResponse(
   if (status === 500) {
     details.causes = [{ message: options.message ?? "etcdserver: leader changed" }];
   }
-  const body = {
-    kind: "Status",
-    apiVersion: "v1",
-    metadata: {},
-    status: "Failure",
-    message,
+  const body = statusBody(
+    status,
     reason,
-    ...(Object.keys(details).length === 0 ? {} : { details }),
-    code: status,
-  };
+    message,
+    Object.keys(details).length === 0 ? undefined : details,
+  );
   return new Response(JSON.stringify(body), {
     status,
     headers: { ...headers, "content-type": "application/json" },

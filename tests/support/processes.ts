@@ -102,6 +102,23 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
+/** How a process ended, and everything it wrote. */
+export interface Finished {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Waits for `child` to end, reading both of its piped outputs to their ends. */
+export async function collect(child: Deno.ChildProcess): Promise<Finished> {
+  const [stdout, stderr, status] = await Promise.all([
+    readText(child.stdout),
+    readText(child.stderr),
+    child.status,
+  ]);
+  return { code: status.code, stdout, stderr };
+}
+
 /** Reads a stream to its end as UTF-8 text. */
 export async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream).text();

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { STREAM_PATH } from "../../src/protocol.ts";
+import { STREAM_PATH } from "../../src/protocol/mod.ts";
 
 /** Opens a TCP connection to the receiver behind `url`. */
 export function connect(url: string): Promise<Deno.TcpConn> {

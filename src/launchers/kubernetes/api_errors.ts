@@ -8,7 +8,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { UsageError } from "../../errors.ts";
+import { errorMessage, UsageError } from "../../errors.ts";
 import { formatDuration } from "../../format.ts";
 import { KubernetesApiError } from "./errors.ts";
 import {
@@ -69,15 +69,6 @@ function hintFor(status: number | undefined): string {
   }
 }
 
-/** An error's message with its cause's, for messages. */
-export function errorText(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : "";
-    return `${error.message}${cause}`;
-  }
-  return String(error);
-}
-
 /**
  * What one try of `what` threw, as a {@linkcode KubernetesApiError}; a
  * {@linkcode UsageError} (a kubeconfig phonehome cannot use) is returned as is.
@@ -106,7 +97,7 @@ export function attemptError(
       cause: error,
     });
   }
-  const problem = `cannot reach the Kubernetes API at ${server} (${errorText(error)})`;
+  const problem = `cannot reach the Kubernetes API at ${server} (${errorMessage(error)})`;
   return new KubernetesApiError(`${what} failed: ${problem}.`, {
     transient: isTransientNetworkError(error),
     problem,
@@ -156,7 +147,7 @@ export function finalError(
 export function retryLine(what: string, notice: RetryNotice): string {
   const problem = notice.error instanceof KubernetesApiError
     ? notice.error.problem
-    : errorText(notice.error);
+    : errorMessage(notice.error);
   return `${what}: ${problem}; trying again in ${formatDuration(Math.round(notice.delayMs))} ` +
     `(try ${notice.tries + 1}).`;
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { errorMessage } from "../../errors.ts";
 import { formatDuration } from "../../format.ts";
 import type { ByteSink } from "../../io.ts";
 import { writeAll } from "../../io.ts";
@@ -87,7 +88,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
         await writeAll(options.out, encoder.encode(`deleted ${kind}/${item.name} (age ${age})\n`));
       }
     } catch (error) {
-      report.failures.push((error as Error).message);
+      report.failures.push(errorMessage(error));
     }
   }
   return report;

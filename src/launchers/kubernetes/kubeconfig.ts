@@ -8,8 +8,7 @@
 
 import * as k8s from "@kubernetes/client-node";
 import { Agent, type Dispatcher, ProxyAgent } from "undici";
-import { UsageError } from "../../errors.ts";
-import { errorText } from "./api_errors.ts";
+import { errorMessage, UsageError } from "../../errors.ts";
 
 /** How long one try of an ordinary API request may take (less when the retry budget is shorter). */
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -95,7 +94,7 @@ export function loadKubeConfig(
       config.loadFromFile(access.kubeconfig);
     } catch (error) {
       throw new UsageError(
-        `Cannot load the kubeconfig ${access.kubeconfig}: ${errorText(error)}.`,
+        `Cannot load the kubeconfig ${access.kubeconfig}: ${errorMessage(error)}.`,
       );
     }
     if (access.context !== undefined) {

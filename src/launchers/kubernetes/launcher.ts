@@ -11,12 +11,11 @@
 import type * as k8s from "@kubernetes/client-node";
 import { UsageError } from "../../errors.ts";
 import { signalExitCode } from "../../exit_codes.ts";
-import type { ParsedFlags } from "../../cli/flags.ts";
-import { relaySpec } from "../../cli/relay_command.ts";
-import { isWildcard, type Receiver, type ReceiverOptions } from "../../receiver/receiver.ts";
+import { type BuildReceiver, isWildcard, type ReceiverOptions } from "../../receiver/receiver.ts";
+import type { RelayTuning } from "../../relay/tuning.ts";
 import { KubeClient } from "./client.ts";
 import { KubernetesApiError } from "./errors.ts";
-import { type KubernetesSettings, kubernetesSettings } from "./flags.ts";
+import type { KubernetesSettings } from "./settings.ts";
 import {
   buildJob,
   buildPod,
@@ -53,7 +52,7 @@ export interface KubernetesRunInput {
   /** The build command: the container's args, run by the image's relay entrypoint. */
   command: readonly string[];
   /** A started receiver, made from {@linkcode KubernetesBuild.receiverOptions}. */
-  receiver: Receiver;
+  receiver: BuildReceiver;
   /** The per-build secret the receiver expects. */
   token: string;
   /** Dispatches a `signal` event (detail: the signal name) on the first SIGINT/SIGTERM. */
@@ -61,37 +60,19 @@ export interface KubernetesRunInput {
 }
 
 /**
- * The relay flags `--name=value` as the environment variables the relay reads
- * for them, since in a pod the image's entrypoint owns the relay's command line.
- */
-export function relayArgsAsEnv(relayArgs: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const arg of relayArgs) {
-    const match = /^--([a-z-]+)=(.*)$/s.exec(arg);
-    const variable = relaySpec.flags.find((flag) => flag.name === match?.[1])?.env?.[0];
-    if (match === null || variable === undefined) {
-      throw new TypeError(`The relay has no variable for ${JSON.stringify(arg)}.`);
-    }
-    env[variable] = match[2];
-  }
-  return env;
-}
-
-/**
- * Reads the backend's flags, loads cluster credentials and the template, and
- * plans the build's objects; everything that can be wrong with the command
- * line is found here, before anything is created. `relayArgs` are relay flags
- * for the pod, such as `--window=N`.
+ * Loads cluster credentials and the template, and plans the build's objects;
+ * everything that can be wrong with the settings is found here, before
+ * anything is created. `tuning` goes to the relay in the pod, through its
+ * environment.
  */
 export async function prepareKubernetesBuild(
-  { flags, receiverOptions, relayArgs }: {
-    flags: ParsedFlags;
+  { settings, receiverOptions, tuning }: {
+    settings: KubernetesSettings;
     receiverOptions: ReceiverOptions;
-    relayArgs: readonly string[];
+    tuning: RelayTuning;
   },
 ): Promise<KubernetesBuild> {
-  const settings = kubernetesSettings(flags);
-  const relayEnv = relayArgsAsEnv(relayArgs);
+  const relayEnv = tuning.toEnv();
   if (receiverOptions.advertiseHost === undefined && isWildcard(receiverOptions.hostname)) {
     throw new UsageError(
       "The kubernetes backend needs an address the build pod can dial: set POD_IP from the " +
@@ -233,7 +214,7 @@ export class KubernetesBuild {
    * cannot be deleted is named, with the command that removes it.
    */
   async #cleanUp(
-    receiver: Receiver,
+    receiver: BuildReceiver,
     created: { secret: Presence; workload: Presence },
   ): Promise<void> {
     const plan = this.#plan;
@@ -263,7 +244,7 @@ export class KubernetesBuild {
    * after a create whose outcome is unknown) and how to remove it.
    */
   async #remove(
-    receiver: Receiver,
+    receiver: BuildReceiver,
     object: { kind: string; name: string; presence: Presence },
     remove: () => Promise<boolean>,
   ): Promise<void> {

@@ -8,9 +8,9 @@
 
 import type * as k8s from "@kubernetes/client-node";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
-import { UsageError } from "../../errors.ts";
-import { RELAY_ENV } from "../../relay/relay.ts";
-import type { KubernetesSettings, WorkloadKind } from "./flags.ts";
+import { errorMessage, UsageError } from "../../errors.ts";
+import { RELAY_ENV } from "../../protocol/mod.ts";
+import type { KubernetesSettings, WorkloadKind } from "./settings.ts";
 import {
   APP_LABEL,
   BUILD_LABEL,
@@ -82,7 +82,7 @@ export function parseTemplate(text: string, path: string): Record<string, unknow
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(
-      `The pod template ${path} is neither JSON nor YAML: ${(error as Error).message}`,
+      `The pod template ${path} is neither JSON nor YAML: ${errorMessage(error)}`,
     );
   }
   if (!isRecord(value)) {
@@ -116,7 +116,7 @@ export async function loadTemplate(path: string): Promise<Record<string, unknown
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    throw new UsageError(`Cannot read the pod template ${path}: ${(error as Error).message}.`);
+    throw new UsageError(`Cannot read the pod template ${path}: ${errorMessage(error)}.`);
   }
   return parseTemplate(text, path);
 }

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
 import { cString, type Libc, libc } from "../libc.ts";
 import type { Timer } from "../timing.ts";
 
@@ -149,7 +149,7 @@ function pipeBehind(path: string): string {
     target = Deno.readLinkSync(path);
   } catch (error) {
     throw new UsageError(
-      `Cannot watch ${path}: ${(error as Error).message}; ` +
+      `Cannot watch ${path}: ${errorMessage(error)}; ` +
         `pass /proc/PID/fd/N of a running process whose output is a pipe.`,
     );
   }

@@ -1,238 +1,181 @@
 /**
- * Flags of the Kubernetes backend (for `build` and `gc`) and the settings read
- * from them. Kept apart from the API client so that `--help` and the local
- * backend never load it.
+ * The Kubernetes backend's flags (for `build` and `gc`) and the settings the
+ * launcher gets from them. Kept apart from the backend itself, so that
+ * `--help` and the local backend never load the Kubernetes client.
  *
  * @module
  */
 
-import { UsageError } from "../../errors.ts";
-import type { FlagSpec, ParsedFlags } from "../../cli/flags.ts";
-import type { ClusterAccess, RetrySettings } from "./client.ts";
-
-/** How the pod is wrapped: a bare Pod, or a `batch/v1` Job. */
-export type WorkloadKind = "pod" | "job";
-
-/** Image pull policies Kubernetes accepts. */
-const PULL_POLICIES = ["Always", "IfNotPresent", "Never"] as const;
+import { UsageError } from "../errors.ts";
+import type { ClusterAccess, RetrySettings } from "../launchers/kubernetes/client.ts";
+import { type KubernetesSettings, PULL_POLICIES } from "../launchers/kubernetes/settings.ts";
+import { flag, type FlagValues, type ParsedFlags } from "./flags.ts";
 
 /** Flags that say where the cluster is, shared by `build` and `gc`. */
-export const clusterFlags: readonly FlagSpec[] = [
-  {
-    name: "kubeconfig",
+export const clusterFlags = {
+  kubeconfig: flag({
     kind: "string",
     env: ["KUBECONFIG"],
     valueName: "PATH",
     help: "Kubernetes backend: a kubeconfig file. Without it the pod's own service account " +
       "is used (in-cluster configuration).",
-  },
-  {
-    name: "context",
+  }),
+  context: flag({
     kind: "string",
     env: ["PHONEHOME_KUBE_CONTEXT"],
     valueName: "NAME",
     help: "Kubernetes backend: the kubeconfig context to use instead of its current one.",
-  },
-  {
-    name: "namespace",
+  }),
+  namespace: flag({
     kind: "string",
     env: ["PHONEHOME_NAMESPACE", "POD_NAMESPACE"],
     valueName: "NAME",
     help: "Kubernetes backend: the namespace of the build pods. Defaults to the kubeconfig " +
       "context's, or the service account's own namespace.",
-  },
-];
-
-/** `--api-retry-budget`: how long one API call may retry, for `build` and `gc`. */
-export const apiRetryBudgetFlag: FlagSpec = {
-  name: "api-retry-budget",
-  kind: "integer",
-  env: ["PHONEHOME_API_RETRY_BUDGET"],
-  default: "30000",
-  valueName: "MS",
-  min: 1000,
-  help: "Kubernetes backend: how long one API call may keep trying when the API fails in " +
-    "passing (429 after its Retry-After; 500, 502, 503, 504, dropped connections and " +
-    "timeouts after a growing pause). Each deletion after the build gets as long again.",
-};
+  }),
+  "api-retry-budget": flag({
+    kind: "integer",
+    env: ["PHONEHOME_API_RETRY_BUDGET"],
+    default: 30_000,
+    valueName: "MS",
+    min: 1000,
+    help: "Kubernetes backend: how long one API call may keep trying when the API fails in " +
+      "passing (429 after its Retry-After; 500, 502, 503, 504, dropped connections and " +
+      "timeouts after a growing pause). Each deletion after the build gets as long again.",
+  }),
+} as const;
 
 /** Flags of `build --backend kubernetes`. */
-export const kubernetesBuildFlags: readonly FlagSpec[] = [
+export const kubernetesBuildFlags = {
   ...clusterFlags,
-  apiRetryBudgetFlag,
-  {
-    name: "pod-template",
+  "pod-template": flag({
     kind: "string",
     env: ["PHONEHOME_POD_TEMPLATE"],
     valueName: "PATH",
     help: "Kubernetes backend: a Pod (v1) or Job (batch/v1) in JSON or YAML to start from. " +
       "Its first container runs the build; phonehome sets the name, labels, the relay's " +
       "environment, restartPolicy Never, and the container's args (COMMAND).",
-  },
-  {
-    name: "image",
+  }),
+  image: flag({
     kind: "string",
     env: ["PHONEHOME_IMAGE"],
     valueName: "IMAGE",
     help: "Kubernetes backend: the build image (its entrypoint must be 'phonehome relay --'). " +
       "Required without --pod-template; overrides the template's image.",
-  },
-  {
-    name: "env",
+  }),
+  env: flag({
     kind: "list",
     valueName: "NAME=VALUE",
     help: "Kubernetes backend: an environment variable for the build container.",
-  },
-  {
-    name: "kind",
+  }),
+  kind: flag({
     kind: "string",
     env: ["PHONEHOME_POD_KIND"],
     valueName: "pod|job",
     help: "Kubernetes backend: run the build as a bare Pod or as a Job. Defaults to the " +
       "template's kind, or pod.",
-  },
-  {
-    name: "name-prefix",
+  }),
+  "name-prefix": flag({
     kind: "string",
     env: ["PHONEHOME_NAME_PREFIX"],
     default: "slugbuild",
     valueName: "PREFIX",
     help: "Kubernetes backend: names are PREFIX-APP-SHA8-RANDOM8, at most 63 characters " +
       "(slugbuild or dockerbuild, as the old builder named them).",
-  },
-  {
-    name: "app",
+  }),
+  app: flag({
     kind: "string",
     env: ["PHONEHOME_APP"],
     valueName: "NAME",
     help: "Kubernetes backend: the application being built, for the pod's name and labels.",
-  },
-  {
-    name: "sha",
+  }),
+  sha: flag({
     kind: "string",
     env: ["PHONEHOME_GIT_SHA"],
     valueName: "SHA",
     help: "Kubernetes backend: the commit being built; its first 8 characters go in the name.",
-  },
-  {
-    name: "requests",
+  }),
+  requests: flag({
     kind: "string",
     env: ["PHONEHOME_POD_REQUESTS"],
     valueName: "cpu=Q,memory=Q",
     help: "Kubernetes backend: resource requests of the build container.",
-  },
-  {
-    name: "limits",
+  }),
+  limits: flag({
     kind: "string",
     env: ["PHONEHOME_POD_LIMITS"],
     valueName: "cpu=Q,memory=Q",
     help: "Kubernetes backend: resource limits of the build container.",
-  },
-  {
-    name: "node-selector",
+  }),
+  "node-selector": flag({
     kind: "string",
     env: ["BUILDER_POD_NODE_SELECTOR"],
     valueName: "K:V,K2:V2",
     help: "Kubernetes backend: node labels the build pod must be scheduled on.",
-  },
-  {
-    name: "pull-policy",
+  }),
+  "pull-policy": flag({
     kind: "string",
     env: ["PHONEHOME_IMAGE_PULL_POLICY"],
     valueName: "POLICY",
     help: "Kubernetes backend: Always, IfNotPresent or Never. When absent, " +
       "SLUG_BUILDER_IMAGE_PULL_POLICY applies (DOCKER_BUILDER_IMAGE_PULL_POLICY when " +
       "--name-prefix is dockerbuild), then the cluster's default.",
-  },
-  {
-    name: "build-deadline",
+  }),
+  "build-deadline": flag({
     kind: "integer",
     env: ["PHONEHOME_BUILD_DEADLINE"],
     valueName: "MS",
     min: 1000,
     help: "Kubernetes backend: stop the build pod after this long (activeDeadlineSeconds).",
-  },
-  {
-    name: "job-ttl",
+  }),
+  "job-ttl": flag({
     kind: "integer",
     env: ["PHONEHOME_JOB_TTL"],
-    default: "3600000",
+    default: 3_600_000,
     valueName: "MS",
     min: 0,
     help: "Kubernetes backend: a finished Job is removed by Kubernetes after this long " +
       "(ttlSecondsAfterFinished), should phonehome not delete it first.",
-  },
-  {
-    name: "keep-pod",
+  }),
+  "keep-pod": flag({
     kind: "boolean",
+    default: false,
     env: ["PHONEHOME_KEEP_POD"],
     help: "Kubernetes backend: keep the pod or Job after the build (its Secret is deleted " +
       "regardless).",
-  },
-  {
-    name: "watch-timeout",
+  }),
+  "watch-timeout": flag({
     kind: "integer",
     env: ["PHONEHOME_WATCH_TIMEOUT"],
-    default: "60000",
+    default: 60_000,
     valueName: "MS",
     min: 1000,
     help: "Kubernetes backend: each watch of the build pod asks the API to end after this " +
       "long and is then renewed; one still open 5 s later is abandoned and restarted.",
-  },
-  {
-    name: "tick",
+  }),
+  tick: flag({
     kind: "integer",
     env: ["BUILDER_POD_TICK_DURATION"],
-    default: "100",
+    default: 100,
     valueName: "MS",
     min: 1,
     help: "Kubernetes backend: the first pause before retrying a failed watch, doubling up " +
       "to 5 s.",
-  },
-];
-
-/** Settings of the Kubernetes backend, read from the command line and environment. */
-export interface KubernetesSettings {
-  access: ClusterAccess;
-  /** How API calls retry. */
-  retry: RetrySettings;
-  /** Path of a Pod or Job template. */
-  templatePath?: string;
-  image?: string;
-  /** Extra environment of the build container, in order. */
-  env: Array<[string, string]>;
-  /** Pod or Job; undefined lets the template decide. */
-  kind?: WorkloadKind;
-  namePrefix: string;
-  app?: string;
-  sha?: string;
-  requests: Record<string, string>;
-  limits: Record<string, string>;
-  nodeSelector: Record<string, string>;
-  pullPolicy?: string;
-  buildDeadlineMs?: number;
-  jobTtlMs: number;
-  keepPod: boolean;
-  watchTimeoutMs: number;
-  tickMs: number;
-}
+  }),
+} as const;
 
 /** Reads the cluster-access flags. */
-export function clusterAccess(flags: ParsedFlags): ClusterAccess {
+export function clusterAccess(values: FlagValues<typeof clusterFlags>): ClusterAccess {
   return {
-    kubeconfig: flags.string("kubeconfig") || undefined,
-    context: flags.string("context") || undefined,
-    namespace: flags.string("namespace") || undefined,
+    kubeconfig: values.kubeconfig || undefined,
+    context: values.context || undefined,
+    namespace: values.namespace || undefined,
   };
 }
 
-/** Reads `--api-retry-budget` (its default is in {@linkcode apiRetryBudgetFlag}). */
-export function apiRetrySettings(flags: ParsedFlags): RetrySettings {
-  const budgetMs = flags.integer(apiRetryBudgetFlag.name);
-  if (budgetMs === undefined) {
-    throw new TypeError(`--${apiRetryBudgetFlag.name} has no default; its spec must give one.`);
-  }
-  return { budgetMs };
+/** Reads `--api-retry-budget`. */
+export function apiRetrySettings(values: FlagValues<typeof clusterFlags>): RetrySettings {
+  return { budgetMs: values["api-retry-budget"] };
 }
 
 /** Parses `K<sep>V,K2<sep>V2`; an empty value gives an empty record. */
@@ -257,8 +200,11 @@ function parsePairs(value: string | undefined, separator: string, source: string
   return pairs;
 }
 
-function parseResources(flags: ParsedFlags, name: string): Record<string, string> {
-  const resources = parsePairs(flags.string(name), "=", flags.source(name));
+function parseResources(
+  flags: ParsedFlags<typeof kubernetesBuildFlags>,
+  name: "requests" | "limits",
+): Record<string, string> {
+  const resources = parsePairs(flags.values[name], "=", flags.source(name));
   for (const [resource, quantity] of Object.entries(resources)) {
     if (!/^[+]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+|[numkMGTPE]i?)?$/.test(quantity)) {
       throw new UsageError(
@@ -271,8 +217,8 @@ function parseResources(flags: ParsedFlags, name: string): Record<string, string
   return resources;
 }
 
-function parseEnv(flags: ParsedFlags): Array<[string, string]> {
-  return flags.list("env").map((item) => {
+function parseEnv(flags: ParsedFlags<typeof kubernetesBuildFlags>): Array<[string, string]> {
+  return flags.values.env.map((item) => {
     const at = item.indexOf("=");
     const name = item.slice(0, at);
     if (at <= 0 || !/^[-._a-zA-Z][-._a-zA-Z0-9]*$/.test(name)) {
@@ -289,23 +235,24 @@ function parseEnv(flags: ParsedFlags): Array<[string, string]> {
 
 /** Reads and checks the Kubernetes backend's settings; throws {@linkcode UsageError}. */
 export function kubernetesSettings(
-  flags: ParsedFlags,
+  flags: ParsedFlags<typeof kubernetesBuildFlags>,
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
 ): KubernetesSettings {
-  const kind = flags.string("kind");
+  const { values } = flags;
+  const kind = values.kind;
   if (kind !== undefined && kind !== "pod" && kind !== "job") {
     throw new UsageError(
       `${flags.source("kind")} must be pod or job, not ${JSON.stringify(kind)}.`,
     );
   }
-  const namePrefix = flags.string("name-prefix") ?? "slugbuild";
+  const namePrefix = values["name-prefix"];
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namePrefix) || namePrefix.length > 30) {
     throw new UsageError(
       `${flags.source("name-prefix")} must be lower-case letters, digits and dashes ` +
         `(at most 30), not ${JSON.stringify(namePrefix)}.`,
     );
   }
-  let pullPolicy = flags.string("pull-policy");
+  let pullPolicy = values["pull-policy"];
   let pullSource = flags.source("pull-policy");
   if (pullPolicy === undefined) {
     const variable = namePrefix === "dockerbuild"
@@ -321,29 +268,24 @@ export function kubernetesSettings(
       }.`,
     );
   }
-  const nodeSelector = parsePairs(
-    flags.string("node-selector"),
-    ":",
-    flags.source("node-selector"),
-  );
   return {
-    access: clusterAccess(flags),
-    retry: apiRetrySettings(flags),
-    templatePath: flags.string("pod-template") || undefined,
-    image: flags.string("image") || undefined,
+    access: clusterAccess(values),
+    retry: apiRetrySettings(values),
+    templatePath: values["pod-template"] || undefined,
+    image: values.image || undefined,
     env: parseEnv(flags),
     kind,
     namePrefix,
-    app: flags.string("app") || undefined,
-    sha: flags.string("sha") || undefined,
+    app: values.app || undefined,
+    sha: values.sha || undefined,
     requests: parseResources(flags, "requests"),
     limits: parseResources(flags, "limits"),
-    nodeSelector,
+    nodeSelector: parsePairs(values["node-selector"], ":", flags.source("node-selector")),
     pullPolicy,
-    buildDeadlineMs: flags.integer("build-deadline"),
-    jobTtlMs: flags.integer("job-ttl") ?? 3_600_000,
-    keepPod: flags.boolean("keep-pod"),
-    watchTimeoutMs: flags.integer("watch-timeout") ?? 60_000,
-    tickMs: flags.integer("tick") ?? 100,
+    buildDeadlineMs: values["build-deadline"],
+    jobTtlMs: values["job-ttl"],
+    keepPod: values["keep-pod"],
+    watchTimeoutMs: values["watch-timeout"],
+    tickMs: values.tick,
   };
 }
