@@ -132,3 +132,20 @@ Deno.test("with one pipe, a build that cannot start is reported as it is without
     });
   }
 });
+
+Deno.test("phonehome's own lines start on a line of their own, even after an unfinished line of the build", async () => {
+  const { code, stdout, stderr } = await collect(
+    spawnPhonehome([
+      "build",
+      "--idle-interval=100",
+      "--",
+      "sh",
+      "-c",
+      'printf partial >&2; sleep 0.5; echo " rest" >&2',
+    ]),
+  );
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "");
+  // The '...' of the idle ticker are phonehome's: a newline first, then a line each.
+  assert.match(stderr, /^partial\n(\.\.\.\n)+ rest\n$/);
+});

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import {
   decodeDataFrame,
   encodeDataFrame,
+  MAX_UNACKNOWLEDGED_FRAMES,
+  MAX_WINDOW_BYTES,
   ProtocolError,
   type StreamName,
 } from "../src/protocol/mod.ts";
@@ -67,4 +69,23 @@ Deno.test("abandoning the outbox releases a blocked reader and keeps nothing", a
   assert.equal(await isPending(room), false);
   push(outbox, "stdout", 6, "more");
   assert.deepEqual(outbox.takeUnsent(), []);
+});
+
+Deno.test("after a resume, an acknowledgement of bytes sent on the earlier connection is accepted", () => {
+  const outbox = new Outbox(1000);
+  push(outbox, "stdout", 0, "0123456789");
+  outbox.takeUnsent();
+  // The receiver had written 2 bytes when it welcomed the new connection, and 8 more were on
+  // their way from the old one: acknowledging them covers nothing sent on the new connection.
+  outbox.resume({ stdout: 2, stderr: 0 });
+  outbox.acknowledge({ stdout: 10, stderr: 0 });
+  assert.equal(outbox.unacknowledgedBytes, 0);
+});
+
+Deno.test("the window also closes at 4096 unacknowledged frames, however small", () => {
+  const outbox = new Outbox(MAX_WINDOW_BYTES);
+  for (let i = 0; i < MAX_UNACKNOWLEDGED_FRAMES; i++) push(outbox, "stdout", i, "x");
+  assert.equal(outbox.hasRoom, false);
+  outbox.acknowledge({ stdout: 1, stderr: 0 });
+  assert.equal(outbox.hasRoom, true);
 });

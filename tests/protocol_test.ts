@@ -77,7 +77,7 @@ Deno.test("control messages are validated field by field", async (t) => {
     ["negative count", {
       ...good,
       streams: { ...good.streams, stderr: { bytes: -1, sha256: sha } },
-    }, /not a byte count/],
+    }, /byte count of stderr is not a whole number from 0 to 2\^53-1/],
   ];
   for (const [name, value, message] of bad) {
     await t.step(`${name} is refused`, () => {

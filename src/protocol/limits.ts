@@ -70,6 +70,9 @@ export const PING_TIMEOUT_INTERVALS = 4;
  */
 export const MAX_WINDOW_BYTES = 16 * 1024 * 1024;
 
+/** Longest relay id a hello may carry, in characters. */
+export const MAX_RELAY_ID_LENGTH = 128;
+
 /** How long an upgraded connection may take to send its hello. */
 export const HELLO_TIMEOUT_MS = 10_000;
 

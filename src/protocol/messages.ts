@@ -5,7 +5,7 @@
  * @module
  */
 
-import { PROTOCOL_VERSION, type StreamName } from "./limits.ts";
+import { MAX_RELAY_ID_LENGTH, PROTOCOL_VERSION, type StreamName } from "./limits.ts";
 import { ProtocolError } from "./close_codes.ts";
 
 /** Per-stream byte counters, used by acknowledgements and the welcome. */
@@ -117,18 +117,20 @@ function isOffset(value: unknown): value is number {
 }
 
 function requireOffset(value: unknown, what: string): number {
-  if (!isOffset(value)) throw new ProtocolError(`${what} is not a byte count.`);
+  if (!isOffset(value)) {
+    throw new ProtocolError(`${what} is not a whole number from 0 to 2^53-1.`);
+  }
   return value;
 }
 
 function parseOffsets(value: unknown, what: string): StreamOffsets {
   if (typeof value !== "object" || value === null) {
-    throw new ProtocolError(`${what} is missing.`);
+    throw new ProtocolError(`The ${what} lacks its byte counts (acked).`);
   }
   const record = value as Record<string, unknown>;
   return {
-    stdout: requireOffset(record.stdout, `${what}.stdout`),
-    stderr: requireOffset(record.stderr, `${what}.stderr`),
+    stdout: requireOffset(record.stdout, `The ${what}'s stdout count`),
+    stderr: requireOffset(record.stderr, `The ${what}'s stderr count`),
   };
 }
 
@@ -141,7 +143,7 @@ function parseSummary(value: unknown, stream: StreamName): StreamSummary {
   if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256)) {
     throw new ProtocolError(`FINISHED carries no valid sha256 for ${stream}.`);
   }
-  return { bytes: requireOffset(record.bytes, `FINISHED ${stream}.bytes`), sha256 };
+  return { bytes: requireOffset(record.bytes, `FINISHED's byte count of ${stream}`), sha256 };
 }
 
 function parseExit(value: unknown): ExitStatus {
@@ -172,12 +174,14 @@ export function parseRelayMessage(text: string): RelayMessage {
         throw new ProtocolError("Hello lacks the list of protocol versions.");
       }
       const relay = record.relay;
-      if (typeof relay !== "string" || relay.length === 0 || relay.length > 128) {
-        throw new ProtocolError("Hello lacks a relay id.");
+      if (typeof relay !== "string" || relay.length === 0 || relay.length > MAX_RELAY_ID_LENGTH) {
+        throw new ProtocolError(
+          `The hello's relay id must be a string of 1 to ${MAX_RELAY_ID_LENGTH} characters.`,
+        );
       }
-      const attempt = requireOffset(record.attempt, "Hello attempt");
-      if (attempt < 1) throw new ProtocolError("Hello attempt must count from 1.");
-      const window = requireOffset(record.window, "Hello window");
+      const attempt = requireOffset(record.attempt, "The hello's attempt");
+      if (attempt < 1) throw new ProtocolError("The hello's attempt must count from 1.");
+      const window = requireOffset(record.window, "The hello's window");
       return { type: "hello", versions, relay, attempt, window };
     }
     case "finished": {
@@ -215,14 +219,14 @@ export function parseReceiverMessage(text: string): ReceiverMessage {
       return {
         type: "welcome",
         version: version as number,
-        acked: parseOffsets(record.acked, "acked"),
+        acked: parseOffsets(record.acked, "welcome"),
       };
     }
     case "ack":
       return {
         type: "ack",
-        stdout: requireOffset(record.stdout, "ack.stdout"),
-        stderr: requireOffset(record.stderr, "ack.stderr"),
+        stdout: requireOffset(record.stdout, "The acknowledgement's stdout count"),
+        stderr: requireOffset(record.stderr, "The acknowledgement's stderr count"),
       };
     case "verdict": {
       if (typeof record.ok !== "boolean") throw new ProtocolError("Verdict lacks ok.");
@@ -240,6 +244,9 @@ export function parseReceiverMessage(text: string): ReceiverMessage {
 
 /** The message both sides print when versions do not match. */
 export function versionMismatchMessage(relayVersions: readonly number[]): string {
-  return `Protocol version mismatch: the relay speaks v${relayVersions.join(", v")}, ` +
-    `the receiver speaks v${PROTOCOL_VERSION}; use the same phonehome release on both sides.`;
+  const relay = relayVersions.length === 0
+    ? "names no version"
+    : `speaks v${relayVersions.join(", v")}`;
+  return `Protocol version mismatch: the relay ${relay}, the receiver speaks ` +
+    `v${PROTOCOL_VERSION}; use the same phonehome release on both sides.`;
 }

@@ -197,8 +197,10 @@ export class BuildStream {
     for (const name of STREAM_NAMES) {
       const expected = finished.streams[name].bytes;
       const received = this.#streams[name].received;
-      if (received !== expected) {
-        problems.push(`${name} has ${received} of ${expected} bytes`);
+      if (received < expected) {
+        problems.push(`${received} of the ${expected} bytes of ${name} arrived`);
+      } else if (received > expected) {
+        problems.push(`${received} bytes of ${name} arrived, but FINISHED reports ${expected}`);
       }
     }
     if (problems.length > 0) {

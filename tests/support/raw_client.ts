@@ -91,3 +91,60 @@ export async function rawUpgrade(url: string, token: string): Promise<Deno.TcpCo
   await writeAll(conn, upgradeHead(token));
   return conn;
 }
+
+/** A frame as a server sends it (unmasked). */
+export interface ServerFrame {
+  opcode: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Reads the answer to an upgrade, then the server's frames one by one, for
+ * as long as the caller keeps asking; ends when the connection does. Never
+ * answers anything: a close frame is only reported.
+ */
+export async function* serverFrames(conn: Deno.Conn): AsyncGenerator<ServerFrame> {
+  let pending = new Uint8Array();
+  let inHead = true;
+  const buffer = new Uint8Array(65536);
+  while (true) {
+    let read: number | null;
+    try {
+      read = await conn.read(buffer);
+    } catch {
+      return;
+    }
+    if (read === null) return;
+    const joined = new Uint8Array(pending.byteLength + read);
+    joined.set(pending);
+    joined.set(buffer.subarray(0, read), pending.byteLength);
+    pending = joined;
+    if (inHead) {
+      const end = new TextDecoder().decode(pending).indexOf("\r\n\r\n");
+      if (end === -1) continue;
+      pending = pending.slice(end + 4);
+      inHead = false;
+    }
+    while (pending.byteLength >= 2) {
+      let length = pending[1] & 0x7f;
+      let at = 2;
+      if (length === 126) {
+        if (pending.byteLength < 4) break;
+        length = (pending[2] << 8) | pending[3];
+        at = 4;
+      } else if (length === 127) {
+        if (pending.byteLength < 10) break;
+        length = Number(new DataView(pending.buffer, pending.byteOffset + 2, 8).getBigUint64(0));
+        at = 10;
+      }
+      if (pending.byteLength < at + length) break;
+      yield { opcode: pending[0] & 0x0f, payload: pending.slice(at, at + length) };
+      pending = pending.slice(at + length);
+    }
+  }
+}
+
+/** The text of a server's text frame. */
+export function frameText(frame: ServerFrame): string {
+  return new TextDecoder().decode(frame.payload);
+}
