@@ -10,6 +10,8 @@
 export const ExitCode = {
   /** The command line or the environment is wrong. */
   usage: 64,
+  /** The build's source could not be packed, fetched, verified or unpacked: the build never ran. */
+  sourceFailed: 65,
   /** The relay never connected before the deadline. */
   neverConnected: 69,
   /** An unexpected internal failure (a bug: please report it). */

@@ -15,11 +15,11 @@ import {
   upgradeHead,
   writeAll,
 } from "./support/raw_client.ts";
-import { readText, sha256, spawnPhonehome, tempDir, waitForFile } from "./support/processes.ts";
+import { crc32Of, readText, spawnPhonehome, tempDir, waitForFile } from "./support/processes.ts";
 
 const TOKEN = "conformance-test-secret";
 
-const EMPTY = { bytes: 0, sha256: sha256("") };
+const EMPTY = { bytes: 0, crc32: crc32Of("") };
 
 async function receive(dir: string): Promise<{ child: Deno.ChildProcess; url: string }> {
   const child = spawnPhonehome(
@@ -111,7 +111,7 @@ Deno.test("unknown fields are ignored, empty DATA is legal, and a second hello i
           s.send(JSON.stringify({
             type: "finished",
             exit: { code: 0, signal: null },
-            streams: { stdout: { bytes: 3, sha256: sha256("hi\n") }, stderr: EMPTY },
+            streams: { stdout: { bytes: 3, crc32: crc32Of("hi\n") }, stderr: EMPTY },
             later: "ignored",
           }));
         },
@@ -135,7 +135,7 @@ Deno.test("a hello that names no version is told so in a sentence", async () => 
   assert.equal(close.code, 4001);
   assert.match(
     close.reason,
-    /^Protocol version mismatch: the relay names no version, the receiver speaks v1/,
+    /^Protocol version mismatch: the relay names no version, the receiver speaks v2/,
   );
   child.kill("SIGTERM");
   await Promise.all([child.status, readText(child.stdout), readText(child.stderr)]);

@@ -189,7 +189,7 @@ Deno.test("hundreds of idle sockets neither crash the receiver nor keep the rela
   for (let i = 0; i < 300; i++) {
     const conn = await connect(url);
     // Half a request head, never finished.
-    await writeAll(conn, "GET /phonehome/v1/stream HTTP/1.1\r\nHost: x\r\n").catch(() => {});
+    await writeAll(conn, "GET /phonehome/stream HTTP/1.1\r\nHost: x\r\n").catch(() => {});
     idle.push(conn);
   }
   const relay = spawnPhonehome(["relay", "--no-tee", "--", "sh", "-c", "echo intact"], {
@@ -223,7 +223,7 @@ Deno.test("a hostile Host header gets 400 and nothing a client sent reaches the 
   const statuses = await Promise.all(Array.from({ length: 200 }, () =>
     requestStatus(
       url,
-      "GET /phonehome/v1/stream HTTP/1.1\r\nHost: -----> Build succeeded! 0\r\n" +
+      "GET /phonehome/stream HTTP/1.1\r\nHost: -----> Build succeeded! 0\r\n" +
         "Upgrade: websocket\r\n\r\n",
     )));
   assert.deepEqual([...new Set(statuses)], [400]);

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { CONFIG, DENO, MAIN, tempDir } from "./support/processes.ts";
+import { RELAY_IMAGE, TestCluster } from "./kube/cluster.ts";
 import { sshdUnavailable, startSshd } from "./support/sshd.ts";
 import {
   findProgram,
@@ -275,6 +276,48 @@ Deno.test(unlessUnavailable(gitMissing, {
 }));
 
 Deno.test(unlessUnavailable(gitMissing, {
+  name: "a push with the Kubernetes backend builds the pushed files in a pod, announced once",
+  fn: async () => {
+    await using k8s = await TestCluster.start();
+    const repo = `${k8s.dir}/web.git`;
+    await createHookedRepo(repo, {
+      workRoot: k8s.dir,
+      settings: [
+        "export PHONEHOME_BACKEND=kubernetes",
+        `export KUBECONFIG=${k8s.kubeconfigPath}`,
+        `export PHONEHOME_IMAGE=${RELAY_IMAGE}`,
+        `export PHONEHOME_ADVERTISE_HOST=${k8s.advertiseHost}`,
+        "export SESSION_IDLE_INTERVAL=0",
+      ],
+    });
+    const sha = await createClone(`${k8s.dir}/clone`, {
+      "bin/compile": COMPILE_OK,
+      "web/index.html": "<h1>hello</h1>\n",
+    });
+
+    const result = await Push.start({ cwd: `${k8s.dir}/clone`, url: `file://${repo}` }).result();
+
+    assert.equal(result.code, 0, result.stderr);
+    // The pod's build saw the pushed tree (two files) and the push's variables.
+    assert.deepEqual(
+      missingInOrder(result.remote, [
+        "Starting build... but first, coffee!",
+        `\x1b[1G-----> Building web at ${sha.slice(0, 8)}`,
+        "       Received 2 files",
+        "       compiled module 5 of 5",
+        "Build complete.",
+      ]),
+      [],
+      result.stderr,
+    );
+    for (const banner of ["Starting build... but first, coffee!", "Build complete."]) {
+      assert.equal(result.remote.filter((line) => line === banner).length, 1, banner);
+    }
+    assert.deepEqual(k8s.leftovers(), { pods: [], secrets: [], jobs: [] });
+  },
+}));
+
+Deno.test(unlessUnavailable(gitMissing, {
   name: "a push of two branches builds each with its own variables, and a deletion builds nothing",
   fn: async () => {
     await using dir = await tempDir();
@@ -344,8 +387,9 @@ Deno.test(unlessUnavailable(gitMissing, {
     assert.deepEqual(missingInOrder(result.remote, successLines(sha, "web")), [], result.stderr);
     const args = (await Deno.readTextFile(`${dir.path}/arguments`)).trim().split("\n");
     assert.equal(args[0], "build");
-    assert.match(args[1], /^--watch-output=\/proc\/\d+\/fd\/1$/);
-    assert.deepEqual(args.slice(2), ["--", `${EXAMPLE_DIR}/build.sh`]);
+    assert.match(args[1], /^--source=.*\/source-1\.tar$/);
+    assert.match(args[2], /^--watch-output=\/proc\/\d+\/fd\/1$/);
+    assert.deepEqual(args.slice(3), ["--", `${EXAMPLE_DIR}/build.sh`]);
   },
 }));
 

@@ -117,7 +117,7 @@ Deno.test("hostile connections change nothing in a real build's stream", async (
     for (let i = 0; i < 20; i++) {
       const conn = await Deno.connect({ hostname, port: Number(port) });
       await conn.write(
-        new TextEncoder().encode("GET /phonehome/v1/stream HTTP/1.1\r\nHost: x\r\n"),
+        new TextEncoder().encode("GET /phonehome/stream HTTP/1.1\r\nHost: x\r\n"),
       );
       stalled.push(conn);
     }

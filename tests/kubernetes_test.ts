@@ -76,9 +76,8 @@ Deno.test("a build that succeeds streams its output home, then its pod and secre
   const result = await collect(child);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout, "hello from the pod\n$(HOME) $$ ");
-  assert.match(result.stderr, /^phonehome: Starting build\.\.\. but first, coffee!\n/);
-  assert.match(result.stderr, /to stderr\n/);
-  assert.match(result.stderr, /Build complete\.\n$/);
+  // The old builder's banners are the git hook's business, not phonehome build's.
+  assert.equal(result.stderr, "to stderr\n");
 
   const created = k8s.api.requests.find((r) => r.verb === "create" && r.resource === "pods");
   const pod = created?.body as KObject;
@@ -118,8 +117,7 @@ Deno.test("a build that fails with code 3 exits 3 and is cleaned up", async () =
   ));
   assert.equal(result.code, 3, result.stderr);
   assert.equal(result.stdout, "compiling\n");
-  assert.match(result.stderr, /error: it broke\n/);
-  assert.match(result.stderr, /Build pod exited with code 3, stopping build\.\n$/);
+  assert.equal(result.stderr, "error: it broke\n");
   await gone(k8s, "pods");
   assert.deepEqual(k8s.leftovers(), { pods: [], secrets: [], jobs: [] });
 });
@@ -251,7 +249,7 @@ Deno.test("a pod whose relay cannot reach the builder fails at the start deadlin
           command: [
             "sh",
             "-c",
-            `PHONEHOME_URL=ws://127.0.0.1:1/phonehome/v1/stream exec ${
+            `PHONEHOME_URL=ws://127.0.0.1:1/phonehome/stream exec ${
               phonehomeArgv("relay").join(" ")
             } -- "$@"`,
             "sh",

@@ -18,9 +18,9 @@ import {
   STREAM_PATH,
 } from "../src/protocol/mod.ts";
 import {
+  crc32Of,
   LineWatcher,
   readText,
-  sha256,
   spawnPhonehome,
   tempDir,
   waitForFile,
@@ -75,14 +75,14 @@ async function startReceiver(dir: string): Promise<ScriptedReceiver> {
 
 function finished(
   stdout: string,
-  claimed: { bytes?: number; sha256?: string } = {},
+  claimed: { bytes?: number; crc32?: string } = {},
 ): FinishedMessage {
-  const empty = { bytes: 0, sha256: sha256("") };
+  const empty = { bytes: 0, crc32: crc32Of("") };
   return {
     type: "finished",
     exit: { code: 0, signal: null },
     streams: {
-      stdout: { bytes: claimed.bytes ?? stdout.length, sha256: claimed.sha256 ?? sha256(stdout) },
+      stdout: { bytes: claimed.bytes ?? stdout.length, crc32: claimed.crc32 ?? crc32Of(stdout) },
       stderr: empty,
     },
   };
@@ -93,13 +93,16 @@ Deno.test("a FINISHED whose checksum disagrees with the data is a loud failure w
   const receiver = await startReceiver(dir.path);
   const { messages } = await playRelay(receiver.url, (socket) => {
     socket.send(encodeDataFrame("stdout", 0, new TextEncoder().encode("hello\n")));
-    socket.send(encodeControl(finished("hello\n", { sha256: sha256("jello\n") })));
+    socket.send(encodeControl(finished("hello\n", { crc32: crc32Of("jello\n") })));
   });
   const verdict = messages.find((m) => m.type === "verdict");
   assert.deepEqual(verdict?.type === "verdict" && verdict.ok, false);
   assert.equal((await receiver.child.status).code, 76);
   assert.equal(await receiver.stdout, "hello\n");
-  assert.match(await receiver.stderr.done, /The stream is corrupt: stdout checksum .* differs/);
+  assert.match(
+    await receiver.stderr.done,
+    /The stream is corrupt: stdout has the CRC-32 [0-9a-f]{8}, the relay's is [0-9a-f]{8}\./,
+  );
 });
 
 Deno.test("a FINISHED claiming more bytes than arrived is reported as incomplete with status 76", async () => {
@@ -172,7 +175,7 @@ function playReceiver(verdictOk: boolean, acknowledge = true): PlayedReceiver {
         waiters = waiters.filter((w) => (bytes >= w.bytes ? (w.resolve(), false) : true));
         offsets[frame.stream] = frame.offset + frame.payload.byteLength;
         lines.push(new TextDecoder().decode(frame.payload));
-        if (acknowledge) socket.send(encodeControl({ type: "ack", ...offsets }));
+        if (acknowledge) socket.send(encodeControl({ type: "ack", acked: { ...offsets } }));
         return;
       }
       const message = parseRelayMessage(event.data);

@@ -31,7 +31,7 @@ function line(
   const sockets: FakeSocket[] = [];
   const logs: string[] = [];
   const phone = new PhoneLine({
-    url: "ws://receiver.test/phonehome/v1/stream",
+    url: "ws://receiver.test/phonehome/stream",
     token: "a-secret-of-enough-bytes",
     relayId: "relay-1",
     outbox: new Outbox(65536),

@@ -50,11 +50,11 @@ Deno.test("malformed binary frames are protocol errors", async (t) => {
 });
 
 Deno.test("control messages are validated field by field", async (t) => {
-  const sha = "a".repeat(64);
+  const crc = "0a1b2c3d";
   const good = {
     type: "finished",
     exit: { code: 137, signal: "SIGKILL" },
-    streams: { stdout: { bytes: 5, sha256: sha }, stderr: { bytes: 0, sha256: sha } },
+    streams: { stdout: { bytes: 5, crc32: crc }, stderr: { bytes: 0, crc32: crc } },
   };
   await t.step("a valid FINISHED parses", () => {
     assert.deepEqual(parseRelayMessage(JSON.stringify(good)), good);
@@ -71,12 +71,12 @@ Deno.test("control messages are validated field by field", async (t) => {
     ["exit code out of range", { ...good, exit: { code: 300, signal: null } }, /outside 0-255/],
     [
       "bad checksum",
-      { ...good, streams: { ...good.streams, stdout: { bytes: 1, sha256: "xyz" } } },
-      /no valid sha256/,
+      { ...good, streams: { ...good.streams, stdout: { bytes: 1, crc32: "xyz" } } },
+      /no valid crc32/,
     ],
     ["negative count", {
       ...good,
-      streams: { ...good.streams, stderr: { bytes: -1, sha256: sha } },
+      streams: { ...good.streams, stderr: { bytes: -1, crc32: crc } },
     }, /byte count of stderr is not a whole number from 0 to 2\^53-1/],
   ];
   for (const [name, value, message] of bad) {
@@ -90,7 +90,10 @@ Deno.test("control messages are validated field by field", async (t) => {
   }
   await t.step("an ack with a fractional offset is refused", () => {
     assert.throws(
-      () => parseReceiverMessage(JSON.stringify({ type: "ack", stdout: 1.5, stderr: 0 })),
+      () =>
+        parseReceiverMessage(
+          JSON.stringify({ type: "ack", acked: { stdout: 1.5, stderr: 0 } }),
+        ),
       ProtocolError,
     );
   });

@@ -4,8 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { STREAM_PATH } from "../src/protocol/mod.ts";
+import { PROTOCOL_VERSION, STREAM_PATH } from "../src/protocol/mod.ts";
+import { unlessUnavailable } from "./support/requirements.ts";
 import {
+  DENO,
   freePort,
   LineWatcher,
   readAll,
@@ -206,7 +208,7 @@ Deno.test("a relay that can never connect still runs the build to completion and
   assert.match(stderr, /^done$/m);
   assert.match(
     stderr,
-    /Could not phone home to ws:\/\/127\.0\.0\.1:\d+\/phonehome\/v1\/stream: No connection within 500ms/,
+    /Could not phone home to ws:\/\/127\.0\.0\.1:\d+\/phonehome\/stream: No connection within 500ms/,
   );
   assert.match(stderr, /The build's output is in this pod's log only\./);
 });
@@ -260,6 +262,86 @@ Deno.test("a relay that dies mid-build makes the receiver fail with 75 and say h
   Deno.kill(Number(await Deno.readTextFile(pidFile)), "SIGKILL");
 });
 
+/** The last commit whose relay speaks protocol version 1. */
+const PROTOCOL_V1_COMMIT = "4bf1410a294478c525e7587a7783d4648acb5736";
+
+/** Why the previous release's relay cannot be run from this checkout, if it cannot. */
+function previousReleaseMissing(): string | undefined {
+  try {
+    const found = new Deno.Command("git", {
+      args: [
+        "-C",
+        new URL(".", import.meta.url).pathname,
+        "cat-file",
+        "-e",
+        `${PROTOCOL_V1_COMMIT}^{commit}`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return found.success
+      ? undefined
+      : `commit ${PROTOCOL_V1_COMMIT.slice(0, 7)} of protocol v1 is not in this clone`;
+  } catch {
+    return "git is not installed";
+  }
+}
+
+Deno.test(unlessUnavailable(previousReleaseMissing(), {
+  name:
+    "the previous release's relay, speaking protocol v1, is refused with the documented mismatch",
+  async fn(): Promise<void> {
+    await using dir = await tempDir();
+    const old = `${dir.path}/v1`;
+    await Deno.mkdir(old);
+    const archive = `${dir.path}/v1.tar`;
+    const root = new URL("..", import.meta.url).pathname;
+    for (
+      const args of [
+        ["git", "-C", root, "archive", "-o", archive, PROTOCOL_V1_COMMIT],
+        ["tar", "-xf", archive, "-C", old],
+      ]
+    ) {
+      const result = await new Deno.Command(args[0], { args: args.slice(1) }).output();
+      assert.ok(result.success, new TextDecoder().decode(result.stderr));
+    }
+    const receiver = await startReceiver(dir.path);
+    const relay = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        `--config=${old}/deno.json`,
+        `${old}/main.ts`,
+        "relay",
+        "--connect-timeout=5000",
+        "--",
+        "sh",
+        "-c",
+        "echo from v1",
+      ],
+      env: { PHONEHOME_URL: receiver.url, PHONEHOME_TOKEN: TOKEN },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const mismatch =
+      "Protocol version mismatch: the relay speaks v1, the receiver speaks v2; use the same phonehome release on both sides.";
+    assert.match(await receiver.stderr.waitFor(/mismatch/), new RegExp(RegExp.escape(mismatch)));
+    const [status, relayOut, relayErr] = await Promise.all([
+      relay.status,
+      readText(relay.stdout),
+      readText(relay.stderr),
+    ]);
+    // The old relay still runs its build to the end, as it does whenever the receiver cannot be used.
+    assert.equal(status.code, 0, relayErr);
+    assert.equal(relayOut, "from v1\n");
+    assert.match(relayErr, new RegExp(RegExp.escape(mismatch.slice(0, -1))));
+    receiver.child.kill("SIGTERM");
+    await receiver.child.status;
+    await receiver.stdout.done;
+  },
+}));
+
 Deno.test("a relay speaking another protocol version is refused with both versions named", async () => {
   await using dir = await tempDir();
   const receiver = await startReceiver(dir.path);
@@ -267,14 +349,14 @@ Deno.test("a relay speaking another protocol version is refused with both versio
   const closed = new Promise<CloseEvent>((resolve) => (socket.onclose = resolve));
   socket.onopen = () =>
     socket.send(
-      JSON.stringify({ type: "hello", versions: [2], relay: "future", attempt: 1, window: 65536 }),
+      JSON.stringify({ type: "hello", versions: [3], relay: "future", attempt: 1, window: 65536 }),
     );
   const close = await closed;
   assert.equal(close.code, 4001);
-  assert.match(close.reason, /relay speaks v2, the receiver speaks v1/);
+  assert.match(close.reason, /relay speaks v3, the receiver speaks v2/);
   assert.match(
     await receiver.stderr.waitFor(/mismatch/),
-    /relay speaks v2, the receiver speaks v1/,
+    /relay speaks v3, the receiver speaks v2/,
   );
 
   const relay = startRelay(receiver.url, ["sh", "-c", "echo current version"]);
@@ -303,7 +385,7 @@ Deno.test("a second relay is refused while the first one streams, and the first 
     intruder.send(
       JSON.stringify({
         type: "hello",
-        versions: [1],
+        versions: [PROTOCOL_VERSION],
         relay: "intruder",
         attempt: 1,
         window: 65536,

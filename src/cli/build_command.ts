@@ -11,7 +11,8 @@ import { defaultRelayInvocation, runLocalBuild } from "../launchers/local.ts";
 import { kubernetesBuildFlags, kubernetesSettings } from "./kubernetes_flags.ts";
 import { DEFAULT_OUTPUT_CHECK_INTERVAL_MS, OutputWatch } from "./output_watch.ts";
 import type { ReceiverOptions } from "../receiver/receiver.ts";
-import { mergeFlag, receiverFlags, relayTuning, tuningFlags } from "./common_flags.ts";
+import { SourceArchive } from "../receiver/source_archive.ts";
+import { mergeFlag, receiverFlags, relayTuning, sourceFlag, tuningFlags } from "./common_flags.ts";
 import { type CommandSpec, flag, type ParsedFlags } from "./flags.ts";
 import { receiverOptions, startReceiver } from "./receive_command.ts";
 import { stdoutIsStderr } from "./outputs.ts";
@@ -60,6 +61,11 @@ export const buildSpec = {
         "file (a terminal, a git hook, > log 2>&1); --no-merge keeps the streams apart even " +
         "then.",
     }),
+    source: flag({
+      ...sourceFlag,
+      help: `${sourceFlag.help} Locally the build then runs in a fresh directory; in a pod, in ` +
+        "its working directory.",
+    }),
     "relay-bin": flag({
       kind: "string",
       env: ["PHONEHOME_RELAY_BIN"],
@@ -102,7 +108,7 @@ export async function runBuild(flags: ParsedFlags<typeof buildSpec.flags>): Prom
     listen: values.listen ?? DEFAULT_LISTEN[backend],
     merge,
   });
-  const tuning = relayTuning(values, merge);
+  const tuning = relayTuning(values, { merge, fetchSource: values.source !== undefined });
   // Loaded only when used: the Kubernetes client takes a while to load.
   const kubernetes = backend === "kubernetes"
     ? await (await import("../launchers/kubernetes/launcher.ts")).prepareKubernetesBuild({
@@ -112,6 +118,10 @@ export async function runBuild(flags: ParsedFlags<typeof buildSpec.flags>): Prom
     })
     : undefined;
   if (kubernetes !== undefined) options = kubernetes.receiverOptions;
+  await using source = values.source === undefined
+    ? undefined
+    : await SourceArchive.prepare(values.source, values["source-limit"]);
+  options = { ...options, source };
   const receiver = startReceiver(options, flags.source("listen"));
   const watchOutput = values["watch-output"];
   let outputWatch: OutputWatch;
@@ -167,6 +177,7 @@ export async function runBuild(flags: ParsedFlags<typeof buildSpec.flags>): Prom
         ? defaultRelayInvocation()
         : [values["relay-bin"]],
       tuning,
+      freshWorkdir: source !== undefined,
       signals,
     });
   } finally {

@@ -127,6 +127,27 @@ export const drainGraceFlag = flag({
     "open before the relay ends the stream and stops what the build left.",
 });
 
+/** `--source`: the build's source, offered to the relay. */
+export const sourceFlag = flag({
+  kind: "string",
+  env: ["PHONEHOME_SOURCE"],
+  valueName: "PATH",
+  help: "The build's source: a directory, or a tar archive (git archive's output). The relay " +
+    "fetches it over its connection, checks it, and unpacks it before the build starts (a " +
+    "relay started with --fetch-source; phonehome build starts it so).",
+});
+
+/** `--source-limit`: the largest source archive accepted. */
+export const sourceLimitFlag = flag({
+  kind: "integer",
+  env: [RELAY_TUNING.sourceLimitBytes.env],
+  default: 1024 * 1024 * 1024,
+  valueName: "BYTES",
+  min: 0,
+  help: "The largest source (as a tar archive) the build may be given; a larger one is " +
+    "refused before any of it is unpacked.",
+});
+
 /** Every flag a launcher passes on to its relay, under the relay's own names. */
 export const tuningFlags = {
   [RELAY_TUNING.windowBytes.flag]: windowFlag,
@@ -134,22 +155,25 @@ export const tuningFlags = {
   [RELAY_TUNING.reconnectGraceMs.flag]: reconnectGraceFlag,
   [RELAY_TUNING.drainGraceMs.flag]: drainGraceFlag,
   [RELAY_TUNING.merge.flag]: mergeFlag,
+  [RELAY_TUNING.sourceLimitBytes.flag]: sourceLimitFlag,
 } as const;
 
 /**
  * Reads the relay tuning from a command that declares {@linkcode tuningFlags};
- * `merge` is that command's own reading of its merge flag.
+ * `merge` is that command's own reading of its merge flag, and `fetchSource`
+ * whether the relay is to fetch a source.
  */
 export function relayTuning(
   values: FlagValues<Omit<typeof tuningFlags, typeof RELAY_TUNING.merge.flag>>,
-  merge: boolean,
+  choices: { merge: boolean; fetchSource: boolean },
 ): RelayTuning {
   return new RelayTuning({
     windowBytes: values[RELAY_TUNING.windowBytes.flag],
     pingIntervalMs: values[RELAY_TUNING.pingIntervalMs.flag],
     reconnectGraceMs: values[RELAY_TUNING.reconnectGraceMs.flag],
     drainGraceMs: values[RELAY_TUNING.drainGraceMs.flag],
-    merge,
+    sourceLimitBytes: values[RELAY_TUNING.sourceLimitBytes.flag],
+    ...choices,
   });
 }
 

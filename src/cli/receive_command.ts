@@ -9,7 +9,15 @@ import { errorMessage, UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { generateToken } from "../protocol/mod.ts";
 import { Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
-import { givenToken, parseAdvertiseHost, parseListen, receiverFlags } from "./common_flags.ts";
+import {
+  givenToken,
+  parseAdvertiseHost,
+  parseListen,
+  receiverFlags,
+  sourceFlag,
+  sourceLimitFlag,
+} from "./common_flags.ts";
+import { SourceArchive } from "../receiver/source_archive.ts";
 import {
   type CommandSpec,
   flag,
@@ -36,6 +44,8 @@ export const receiveSpec = {
       valueName: "PATH",
       help: "Once listening, write the URL the relay must use to this file.",
     }),
+    source: sourceFlag,
+    "source-limit": sourceLimitFlag,
     "token-file": flag({
       kind: "string",
       env: ["PHONEHOME_TOKEN_FILE"],
@@ -118,7 +128,13 @@ async function writeFileAtomically(path: string, text: string, mode: number): Pr
 /** Runs `phonehome receive`; resolves with the exit status. */
 export async function runReceive(flags: ParsedFlags<typeof receiveSpec.flags>): Promise<number> {
   const { values } = flags;
-  const options = receiverOptions(flags, { listen: values.listen, merge: values.merge });
+  await using source = values.source === undefined
+    ? undefined
+    : await SourceArchive.prepare(values.source, values["source-limit"]);
+  const options = {
+    ...receiverOptions(flags, { listen: values.listen, merge: values.merge }),
+    source,
+  };
   const receiver = startReceiver(options, flags.source("listen"));
   const files: Array<[string | undefined, string, number]> = [
     // The secret first: a watcher that sees the URL may read the secret at once.

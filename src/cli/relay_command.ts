@@ -8,6 +8,7 @@
 import { UsageError } from "../errors.ts";
 import { MIN_TOKEN_BYTES, RELAY_ENV } from "../protocol/mod.ts";
 import { runRelay } from "../relay/relay.ts";
+import { RELAY_TUNING } from "../relay/tuning.ts";
 import { givenToken, relayTuning, tokenFlag, tuningFlags } from "./common_flags.ts";
 import { type CommandSpec, flag, type ParsedFlags } from "./flags.ts";
 
@@ -34,6 +35,21 @@ export const relaySpec = {
         "the build's environment.",
     }),
     ...tuningFlags,
+    [RELAY_TUNING.fetchSource.flag]: flag({
+      kind: "boolean",
+      env: [RELAY_TUNING.fetchSource.env],
+      default: false,
+      help: "Before starting the build, fetch its source from the receiver (the welcome " +
+        "offers it), check its SHA-256, and unpack it into --workdir. The build does not " +
+        "start unless all of that succeeds (status 65 otherwise).",
+    }),
+    workdir: flag({
+      kind: "string",
+      env: ["PHONEHOME_WORKDIR"],
+      valueName: "DIR",
+      help: "Where the build runs and its source is unpacked. Defaults to the relay's own " +
+        "working directory.",
+    }),
     "connect-timeout": flag({
       kind: "integer",
       env: [RELAY_ENV.connectTimeout],
@@ -75,7 +91,7 @@ export const relaySpec = {
     }),
   },
   examples: [
-    "PHONEHOME_URL=ws://10.0.0.7:41234/phonehome/v1/stream PHONEHOME_TOKEN=... \\\n" +
+    "PHONEHOME_URL=ws://10.0.0.7:41234/phonehome/stream PHONEHOME_TOKEN=... \\\n" +
     "    phonehome relay -- /builder/build.sh",
   ],
 } as const satisfies CommandSpec;
@@ -100,7 +116,11 @@ export function runRelayCommand(flags: ParsedFlags<typeof relaySpec.flags>): Pro
     throw new UsageError(`No secret: set --token or ${RELAY_ENV.token}.`);
   }
   return runRelay({
-    ...relayTuning(values, values.merge).values,
+    ...relayTuning(values, {
+      merge: values.merge,
+      fetchSource: values[RELAY_TUNING.fetchSource.flag],
+    }).values,
+    workdir: values.workdir,
     command: flags.command,
     url: values.url,
     token,

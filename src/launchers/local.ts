@@ -39,6 +39,8 @@ export interface LocalBuildOptions {
   relayInvocation: readonly string[];
   /** The relay's settings, passed on as its flags. */
   tuning: RelayTuning;
+  /** Run the build in a fresh directory (its source is unpacked there), removed afterwards. */
+  freshWorkdir?: boolean;
   /**
    * Dispatches `signal` events (detail: the signal name) to pass on to the
    * relay, and a `kill` event to stop the relay and the build at once.
@@ -55,6 +57,15 @@ export function defaultRelayInvocation(): string[] {
   const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
   const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
   return [Deno.execPath(), "run", "-A", "--quiet", `--config=${config}`, main, "relay"];
+}
+
+/** A fresh directory, removed with everything in it when disposed of. */
+async function temporaryDirectory(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "phonehome-build-" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}),
+  };
 }
 
 /** Keeps the last lines of `stream`, decoded; resolves with them once it ends. */
@@ -80,6 +91,7 @@ async function keepLastLines(stream: ReadableStream<Uint8Array>): Promise<string
 export async function runLocalBuild(options: LocalBuildOptions): Promise<number> {
   const { receiver } = options;
   adoptOrphans();
+  await using workdir = options.freshWorkdir ? await temporaryDirectory() : undefined;
   let relay: Deno.ChildProcess;
   try {
     relay = new Deno.Command(options.relayInvocation[0], {
@@ -88,6 +100,7 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
         "--no-tee",
         "--lifeline",
         ...options.tuning.toArgs(),
+        ...(workdir === undefined ? [] : [`--workdir=${workdir.path}`]),
         "--",
         ...options.command,
       ],

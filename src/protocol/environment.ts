@@ -25,6 +25,10 @@ export const RELAY_ENV = {
   drainGrace: "PHONEHOME_DRAIN_GRACE",
   /** Whether the build gets one pipe for stdout and stderr. */
   merge: "PHONEHOME_MERGE",
+  /** Whether the relay fetches the build's source from the receiver first. */
+  fetchSource: "PHONEHOME_FETCH_SOURCE",
+  /** The largest source the relay accepts, in bytes. */
+  sourceLimit: "PHONEHOME_SOURCE_LIMIT",
 } as const;
 
 /** The variables that carry the secret and the address, which the build must never see. */

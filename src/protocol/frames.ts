@@ -1,6 +1,7 @@
 /**
- * DATA frames, the binary messages that carry the build's output: their byte
- * layout, encoded and decoded here and nowhere else.
+ * Binary frames: DATA, which carry the build's output, and SOURCE, which
+ * carry its source to the relay; their byte layout, encoded and decoded here
+ * and nowhere else.
  *
  * @module
  */
@@ -8,6 +9,7 @@
 import {
   DATA_HEADER_BYTES,
   FRAME_KIND_DATA,
+  FRAME_KIND_SOURCE,
   STREAM_IDS,
   STREAM_NAMES,
   type StreamName,
@@ -63,4 +65,32 @@ export function decodeDataFrame(frame: Uint8Array): DataFrame {
     throw new ProtocolError(`Offset ${offset} of ${stream} is beyond what phonehome supports.`);
   }
   return { stream, offset: Number(offset), payload: frame.subarray(DATA_HEADER_BYTES) };
+}
+
+/** A decoded SOURCE frame: `payload` (a view) holds the source's bytes from `offset`. */
+export interface SourceFrame {
+  offset: number;
+  payload: Uint8Array;
+}
+
+/** Builds a SOURCE frame: the DATA header's layout, kind 0x02, stream byte 0. */
+export function encodeSourceFrame(offset: number, payload: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(DATA_HEADER_BYTES + payload.byteLength);
+  frame.set(payload, DATA_HEADER_BYTES);
+  const view = new DataView(frame.buffer, 0, DATA_HEADER_BYTES);
+  view.setUint8(0, FRAME_KIND_SOURCE);
+  view.setBigUint64(2, BigInt(offset));
+  return frame;
+}
+
+/** Decodes a binary frame from the receiver; throws {@linkcode ProtocolError} unless it is SOURCE. */
+export function decodeSourceFrame(frame: Uint8Array): SourceFrame {
+  if (frame.byteLength < DATA_HEADER_BYTES || frame[0] !== FRAME_KIND_SOURCE || frame[1] !== 0) {
+    throw new ProtocolError("The receiver sent a binary frame that is not SOURCE.");
+  }
+  const offset = new DataView(frame.buffer, frame.byteOffset, DATA_HEADER_BYTES).getBigUint64(2);
+  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ProtocolError(`The source offset ${offset} is beyond what phonehome supports.`);
+  }
+  return { offset: Number(offset), payload: frame.subarray(DATA_HEADER_BYTES) };
 }

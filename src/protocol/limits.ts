@@ -7,10 +7,10 @@
  */
 
 /** The protocol version this build of phonehome speaks. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
-/** The HTTP path a relay connects to. */
-export const STREAM_PATH = "/phonehome/v1/stream";
+/** The HTTP path a relay connects to; the version is negotiated in the hello, not here. */
+export const STREAM_PATH = "/phonehome/stream";
 
 /** Identifies one of the build's two output streams. */
 export type StreamName = "stdout" | "stderr";
@@ -21,10 +21,13 @@ export const STREAM_NAMES: readonly StreamName[] = ["stdout", "stderr"];
 /** The wire id of each stream, as carried in a DATA frame. */
 export const STREAM_IDS: Readonly<Record<StreamName, number>> = { stdout: 0, stderr: 1 };
 
-/** Frame kind byte of a DATA frame (the only binary frame kind in version 1). */
+/** Frame kind byte of a DATA frame (relay to receiver: the build's output). */
 export const FRAME_KIND_DATA = 0x01;
 
-/** Bytes before the payload of a DATA frame: kind, stream id, 64-bit offset. */
+/** Frame kind byte of a SOURCE frame (receiver to relay: a piece of the build's source). */
+export const FRAME_KIND_SOURCE = 0x02;
+
+/** Bytes before the payload of a DATA or SOURCE frame: kind, stream id (0 for SOURCE), 64-bit offset. */
 export const DATA_HEADER_BYTES = 10;
 
 /** Largest payload the relay puts in one DATA frame. */
@@ -90,3 +93,10 @@ export const MAX_MESSAGE_BYTES = DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES;
  * that does not read them before it drops the connection.
  */
 export const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
+
+/**
+ * Most source bytes a relay may have asked for and not yet received: what
+ * bounds the relay's memory while it fetches the source, and what the
+ * receiver queues for it.
+ */
+export const SOURCE_WINDOW_BYTES = 4 * 1024 * 1024;

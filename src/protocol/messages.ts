@@ -23,7 +23,15 @@ export interface ExitStatus {
 export interface StreamSummary {
   /** Total bytes the build wrote to this stream. */
   bytes: number;
-  /** Lower-case hex SHA-256 of those bytes. */
+  /** CRC-32 of those bytes, as 8 lower-case hex digits. */
+  crc32: string;
+}
+
+/** The build's source as the receiver offers it: a ustar archive. */
+export interface SourceOffer {
+  /** Size of the archive in bytes. */
+  bytes: number;
+  /** Lower-case hex SHA-256 of the archive, checked before it is unpacked. */
   sha256: string;
 }
 
@@ -65,13 +73,22 @@ export interface WelcomeMessage {
   version: number;
   /** Bytes of each stream already written; the relay resumes from here. */
   acked: StreamOffsets;
+  /** The build's source, when the receiver has one to give; absent otherwise. */
+  source?: SourceOffer;
 }
 
 /** Cumulative acknowledgement: bytes of each stream written to the receiver's output. */
 export interface AckMessage {
   type: "ack";
-  stdout: number;
-  stderr: number;
+  /** The same shape as the welcome's. */
+  acked: StreamOffsets;
+}
+
+/** The relay asks for `length` bytes of the source from `offset`. */
+export interface FetchMessage {
+  type: "fetch";
+  offset: number;
+  length: number;
 }
 
 /** The receiver's answer to FINISHED. */
@@ -84,7 +101,12 @@ export interface VerdictMessage {
 }
 
 /** Control messages a relay sends (as JSON text frames). */
-export type RelayMessage = HelloMessage | FinishedMessage | PingMessage | PongMessage;
+export type RelayMessage =
+  | HelloMessage
+  | FetchMessage
+  | FinishedMessage
+  | PingMessage
+  | PongMessage;
 
 /** Control messages a receiver sends (as JSON text frames). */
 export type ReceiverMessage =
@@ -139,11 +161,23 @@ function parseSummary(value: unknown, stream: StreamName): StreamSummary {
     throw new ProtocolError(`FINISHED lacks the summary of ${stream}.`);
   }
   const record = value as Record<string, unknown>;
+  const crc32 = record.crc32;
+  if (typeof crc32 !== "string" || !/^[0-9a-f]{8}$/.test(crc32)) {
+    throw new ProtocolError(`FINISHED carries no valid crc32 (8 hex digits) for ${stream}.`);
+  }
+  return { bytes: requireOffset(record.bytes, `FINISHED's byte count of ${stream}`), crc32 };
+}
+
+function parseSourceOffer(value: unknown): SourceOffer {
+  if (typeof value !== "object" || value === null) {
+    throw new ProtocolError("The welcome's source is not an object.");
+  }
+  const record = value as Record<string, unknown>;
   const sha256 = record.sha256;
   if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256)) {
-    throw new ProtocolError(`FINISHED carries no valid sha256 for ${stream}.`);
+    throw new ProtocolError("The welcome's source carries no valid sha256.");
   }
-  return { bytes: requireOffset(record.bytes, `FINISHED's byte count of ${stream}`), sha256 };
+  return { bytes: requireOffset(record.bytes, "The welcome's source size"), sha256 };
 }
 
 function parseExit(value: unknown): ExitStatus {
@@ -184,6 +218,12 @@ export function parseRelayMessage(text: string): RelayMessage {
       const window = requireOffset(record.window, "The hello's window");
       return { type: "hello", versions, relay, attempt, window };
     }
+    case "fetch":
+      return {
+        type: "fetch",
+        offset: requireOffset(record.offset, "The fetch's offset"),
+        length: requireOffset(record.length, "The fetch's length"),
+      };
     case "finished": {
       const streams = record.streams;
       if (typeof streams !== "object" || streams === null) {
@@ -216,18 +256,16 @@ export function parseReceiverMessage(text: string): ReceiverMessage {
     case "welcome": {
       const version = record.version;
       if (!Number.isSafeInteger(version)) throw new ProtocolError("Welcome lacks a version.");
-      return {
+      const welcome: WelcomeMessage = {
         type: "welcome",
         version: version as number,
         acked: parseOffsets(record.acked, "welcome"),
       };
+      if (record.source !== undefined) welcome.source = parseSourceOffer(record.source);
+      return welcome;
     }
     case "ack":
-      return {
-        type: "ack",
-        stdout: requireOffset(record.stdout, "The acknowledgement's stdout count"),
-        stderr: requireOffset(record.stderr, "The acknowledgement's stderr count"),
-      };
+      return { type: "ack", acked: parseOffsets(record.acked, "acknowledgement") };
     case "verdict": {
       if (typeof record.ok !== "boolean") throw new ProtocolError("Verdict lacks ok.");
       const verdict: VerdictMessage = { type: "verdict", ok: record.ok };

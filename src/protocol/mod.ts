@@ -7,6 +7,7 @@
  */
 
 export * from "./auth.ts";
+export * from "./checksum.ts";
 export * from "./close_codes.ts";
 export * from "./environment.ts";
 export * from "./frames.ts";

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
 import {
+  Crc32,
   type DataFrame,
   type FinishedMessage,
   MAX_FRAME_PAYLOAD_BYTES,
@@ -30,7 +30,7 @@ interface StreamState {
   /** Where each accepted frame ends, from the first not yet acknowledged (at `firstFrame`). */
   frameEnds: number[];
   firstFrame: number;
-  hash: Hash;
+  checksum: Crc32;
 }
 
 /**
@@ -74,7 +74,7 @@ export class BuildStream {
       acknowledged: 0,
       frameEnds: [],
       firstFrame: 0,
-      hash: createHash("sha256"),
+      checksum: new Crc32(),
     });
     this.#streams = { stdout: state(), stderr: state() };
     this.#console = options.console;
@@ -180,7 +180,7 @@ export class BuildStream {
     this.#console.writeBuild(frame.stream, fresh).then(
       () => {
         state.written += fresh.byteLength;
-        state.hash.update(fresh);
+        state.checksum.update(fresh);
         releaseBuffer(fresh);
         this.#onWritten();
       },
@@ -215,11 +215,10 @@ export class BuildStream {
           message: `Only ${state.written} of ${state.received} bytes of ${name} could be written.`,
         };
       }
-      const sha256 = state.hash.copy().digest("hex");
-      if (sha256 !== finished.streams[name].sha256) {
+      const crc32 = state.checksum.hex();
+      if (crc32 !== finished.streams[name].crc32) {
         problems.push(
-          `${name} checksum ${sha256.slice(0, 12)}… differs from the relay's ` +
-            `${finished.streams[name].sha256.slice(0, 12)}…`,
+          `${name} has the CRC-32 ${crc32}, the relay's is ${finished.streams[name].crc32}`,
         );
       }
     }

@@ -13,6 +13,7 @@ import { settlesWithin } from "../timing.ts";
 import { Admission } from "./admission.ts";
 import { BuilderConsole } from "./console.ts";
 import { Session, type SessionOutcome } from "./session.ts";
+import type { SourceArchive } from "./source_archive.ts";
 
 /** How long queued output may take to drain when the receiver is stopped from outside. */
 const ABORT_DRAIN_TIMEOUT_MS = 2_000;
@@ -48,6 +49,8 @@ export interface ReceiverOptions {
   stdout: ByteSink;
   /** Where the build's stderr and phonehome's own messages go. */
   stderr: ByteSink;
+  /** The build's source, for the relay to fetch; none when undefined. */
+  source?: SourceArchive;
 }
 
 /** How a receiver ended. */
@@ -132,6 +135,7 @@ export class Receiver implements BuildReceiver {
       reconnectGraceMs: options.reconnectGraceMs,
       pingIntervalMs: options.pingIntervalMs,
       verbose: options.verbose,
+      source: options.source,
       note: (remote, reason) => this.#admission.noteClosed(remote, reason),
       onOver: (outcome, closed) => this.#over(outcome, closed),
     });

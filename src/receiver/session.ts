@@ -32,7 +32,9 @@ import {
   type ReceiverMessage,
   type VerdictMessage,
   versionMismatchMessage,
+  type WelcomeMessage,
 } from "../protocol/mod.ts";
+import { type SourceArchive, SourceSender } from "./source_archive.ts";
 import type { Refusal, Upgrade } from "./admission.ts";
 import { BuildStream } from "./build_stream.ts";
 import type { BuilderConsole } from "./console.ts";
@@ -70,6 +72,8 @@ export interface SessionOptions {
   pingIntervalMs: number;
   /** Report connections, not only failures. */
   verbose: boolean;
+  /** The build's source, offered to the relay in the welcome; none when undefined. */
+  source?: SourceArchive;
   /** Tells the user, rate-limited, about a connection closed for breaking the rules. */
   note: (remote: string, reason: string) => void;
   /** Called once, when the outcome is settled; the session's connections are closing. */
@@ -87,6 +91,8 @@ interface Connection {
   /** Set once the connection has been handled as lost. */
   lost: boolean;
   closed: Promise<void>;
+  /** Serves this connection's fetches of the source, once it asks for any. */
+  sourceSender?: SourceSender;
 }
 
 /** One build's stream; see the module comment. */
@@ -205,7 +211,7 @@ export class Session {
     this.#ackTimer = undefined;
     if (this.#current === undefined) return;
     const offsets = this.#build.takeAcknowledgement();
-    if (offsets !== undefined) this.#send(this.#current, { type: "ack", ...offsets });
+    if (offsets !== undefined) this.#send(this.#current, { type: "ack", acked: offsets });
   }
 
   /**
@@ -330,12 +336,35 @@ export class Session {
         this.#phase = "verifying";
         this.#verifyAndAnswer(message);
         return;
+      case "fetch":
+        this.#onFetch(connection, message.offset, message.length);
+        return;
       case "ping":
         this.#send(connection, { type: "pong" });
         return;
       case "pong":
         return;
     }
+  }
+
+  #onFetch(connection: Connection, offset: number, length: number): void {
+    if (!connection.greeted) throw new ProtocolError("A fetch arrived before hello.");
+    const source = this.#options.source;
+    if (source === undefined) throw new ProtocolError("There is no source to fetch.");
+    connection.sourceSender ??= new SourceSender(
+      source,
+      (frame) => {
+        if (!connection.socket.open) return false;
+        connection.socket.send(frame);
+        return true;
+      },
+      (error) =>
+        this.end(
+          ExitCode.sourceFailed,
+          `Cannot read the source to send it: ${errorMessage(error)}.`,
+        ),
+    );
+    connection.sourceSender.request(offset, length);
   }
 
   #greet(connection: Connection, relayId: string, windowBytes: number): void {
@@ -362,11 +391,13 @@ export class Session {
       );
     }
     this.#build.takeAcknowledgement();
-    this.#send(connection, {
+    const welcome: WelcomeMessage = {
       type: "welcome",
       version: PROTOCOL_VERSION,
       acked: this.#build.written(),
-    });
+    };
+    if (this.#options.source !== undefined) welcome.source = this.#options.source.offer;
+    this.#send(connection, welcome);
     if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
   }
 

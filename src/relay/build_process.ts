@@ -147,7 +147,7 @@ export class BuildProcess {
   static start(
     command: readonly string[],
     env: Record<string, string>,
-    options: { merged?: boolean } = {},
+    options: { merged?: boolean; cwd?: string } = {},
   ): BuildProcess {
     const path = env.PATH ?? Deno.env.get("PATH") ?? "";
     // Deno.Command cannot point two of a child's descriptors at one pipe; a shell can, and
@@ -159,6 +159,7 @@ export class BuildProcess {
         args: merged ? ["-c", 'exec "$@" 2>&1', "sh", ...command] : command.slice(1),
         env,
         clearEnv: true,
+        cwd: options.cwd,
         stdin: "null",
         stdout: "piped",
         stderr: merged ? "null" : "piped",

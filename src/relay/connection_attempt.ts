@@ -80,6 +80,8 @@ export interface AttemptOptions {
    * connection. Throws {@linkcode ProtocolError} for a violation.
    */
   onControl: (message: ReceiverMessage) => boolean;
+  /** Handles a binary frame; throws {@linkcode ProtocolError} for one not allowed now. */
+  onBinary: (frame: Uint8Array) => void;
   /** Reports a line about the connection. */
   log: (text: string) => void;
 }
@@ -182,9 +184,10 @@ export class ConnectionAttempt {
     this.#lastHeardMs = this.#options.clock.now();
     try {
       if (typeof event.data !== "string") {
-        throw new ProtocolError("The receiver sent a binary frame.");
+        this.#options.onBinary(new Uint8Array(event.data as ArrayBuffer));
+      } else if (this.#options.onControl(parseReceiverMessage(event.data))) {
+        this.#established = true;
       }
-      if (this.#options.onControl(parseReceiverMessage(event.data))) this.#established = true;
     } catch (error) {
       const violation = error instanceof ProtocolError
         ? error

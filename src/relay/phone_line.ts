@@ -13,6 +13,7 @@ import { errorMessage } from "../errors.ts";
 import { formatDuration } from "../format.ts";
 import {
   CloseCode,
+  decodeSourceFrame,
   type FinishedMessage,
   type HelloMessage,
   PROTOCOL_VERSION,
@@ -28,6 +29,7 @@ import {
   type SocketOpener,
 } from "./connection_attempt.ts";
 import type { Outbox } from "./outbox.ts";
+import type { SourceFetch } from "./source_fetch.ts";
 
 /** First pause before reconnecting; it doubles up to {@linkcode MAX_BACKOFF_MS}. */
 export const INITIAL_BACKOFF_MS = 100;
@@ -70,6 +72,8 @@ export interface PhoneLineOptions {
   clock?: Clock;
   /** How connections are opened; Deno's WebSocket unless a test plays the receiver. */
   openSocket?: SocketOpener;
+  /** The fetch of the build's source, when the relay was told to fetch one. */
+  source?: SourceFetch;
 }
 
 /** The relay's side of the conversation with one receiver. */
@@ -242,6 +246,13 @@ export class PhoneLine {
       openSocket: this.#options.openSocket ?? openWebSocket,
       hello,
       onControl: (message) => this.#onControl(message, attempt),
+      onBinary: (frame) => {
+        const source = this.#options.source;
+        if (source === undefined || this.#live !== attempt) {
+          throw new ProtocolError("The receiver sent a binary frame nobody asked for.");
+        }
+        source.accept(decodeSourceFrame(frame));
+      },
       log: this.#options.log,
     });
     this.#current = attempt;
@@ -250,6 +261,7 @@ export class PhoneLine {
     } finally {
       this.#current = undefined;
       if (this.#live === attempt) this.#live = undefined;
+      this.#options.source?.pause();
     }
   }
 
@@ -272,12 +284,16 @@ export class PhoneLine {
         }
         this.#welcomedBefore = true;
         this.#live = attempt;
+        this.#options.source?.begin(
+          message.source,
+          (offset, length) => attempt.send({ type: "fetch", offset, length }),
+        );
         this.#sendFinished();
         return true;
       }
       case "ack":
         if (this.#live !== attempt) throw new ProtocolError("Acknowledgement before welcome.");
-        this.#options.outbox.acknowledge(message);
+        this.#options.outbox.acknowledge(message.acked);
         return false;
       case "verdict":
         if (this.#finished === undefined) throw new ProtocolError("Verdict before FINISHED.");
@@ -309,6 +325,7 @@ export class PhoneLine {
   #giveUp(reason: string): void {
     if (this.#over()) return;
     this.#failure = reason;
+    this.#options.source?.fail(`Could not phone home to fetch the source: ${reason}.`);
     this.#options.outbox.abandon();
     this.#current?.close(CloseCode.normal, "Giving up.");
     this.#wakeRetry?.();

@@ -12,6 +12,7 @@ import { formatDuration } from "../format.ts";
 import { settlesWithin, type Timer } from "../timing.ts";
 import { type ByteSink, OrderedWriter } from "../io.ts";
 import {
+  EMPTY_CRC32,
   type ExitStatus,
   type FinishedMessage,
   RELAY_SECRET_ENV,
@@ -21,6 +22,8 @@ import { adoptOrphans, descendantsOf, reapOrphans, stopDescendants } from "../pr
 import { BuildProcess } from "./build_process.ts";
 import { Outbox } from "./outbox.ts";
 import { PhoneLine } from "./phone_line.ts";
+import { setUpSource } from "./source_setup.ts";
+import { SourceFetch } from "./source_fetch.ts";
 import { StreamPump } from "./stream_pump.ts";
 import type { RelayTuningValues } from "./tuning.ts";
 
@@ -51,6 +54,8 @@ export interface RelayOptions extends RelayTuningValues {
   killGraceMs: number;
   /** How long a partial frame waits for more output. */
   coalesceDelayMs: number;
+  /** Where the build runs (and its source is unpacked); the relay's own directory by default. */
+  workdir?: string;
   /** Copy the build's output to the relay's own stdout and stderr. */
   tee: boolean;
   /**
@@ -122,8 +127,6 @@ class BuildStopper {
   }
 }
 
-const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
 /** Runs the build under the relay and resolves with the status the relay should exit with. */
 export async function runRelay(options: RelayOptions): Promise<number> {
   // Orphans of the build (a daemon that left its process group) come back here to be stopped.
@@ -135,6 +138,7 @@ export async function runRelay(options: RelayOptions): Promise<number> {
     stderr.write(encoder.encode(`phonehome relay: ${text}\n`)).catch(() => {});
   };
   const outbox = new Outbox(options.windowBytes);
+  const source = options.fetchSource ? new SourceFetch(options.sourceLimitBytes) : undefined;
   const line = new PhoneLine({
     url: options.url,
     token: options.token,
@@ -144,24 +148,31 @@ export async function runRelay(options: RelayOptions): Promise<number> {
     reconnectGraceMs: options.reconnectGraceMs,
     pingIntervalMs: options.pingIntervalMs,
     log,
+    source,
   });
   line.start();
+  const finishWithoutBuild = async (exit: ExitStatus, note: string): Promise<number> => {
+    log(note);
+    const empty = { bytes: 0, crc32: EMPTY_CRC32 };
+    await line.finish({ type: "finished", exit, streams: { stdout: empty, stderr: empty }, note });
+    await stderr.drained();
+    return exit.code;
+  };
 
+  const workdir = options.workdir ?? Deno.cwd();
+  if (source !== undefined) {
+    const failure = await setUpSource({ fetch: source, workdir, log });
+    if (failure !== undefined) return await finishWithoutBuild(failure.exit, failure.note);
+  }
   let build: BuildProcess;
   try {
-    build = BuildProcess.start(options.command, buildEnvironment(), { merged: options.merge });
+    build = BuildProcess.start(options.command, buildEnvironment(), {
+      merged: options.merge,
+      cwd: workdir,
+    });
   } catch (error) {
     if (!(error instanceof PhonehomeError)) throw error;
-    log(error.message);
-    const empty = { bytes: 0, sha256: EMPTY_SHA256 };
-    await line.finish({
-      type: "finished",
-      exit: { code: error.exitCode, signal: null },
-      streams: { stdout: empty, stderr: empty },
-      note: error.message,
-    });
-    await stderr.drained();
-    return error.exitCode;
+    return await finishWithoutBuild({ code: error.exitCode, signal: null }, error.message);
   }
 
   const stopReaping = reapOrphans(() => [build.pid]);
@@ -247,7 +258,7 @@ export async function runRelay(options: RelayOptions): Promise<number> {
     exit: status,
     streams: {
       stdout: stdoutPump.summary(),
-      stderr: stderrPump?.summary() ?? { bytes: 0, sha256: EMPTY_SHA256 },
+      stderr: stderrPump?.summary() ?? { bytes: 0, crc32: EMPTY_CRC32 },
     },
   };
   if (note !== undefined) finished.note = note;

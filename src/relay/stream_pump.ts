@@ -1,14 +1,14 @@
 /**
  * Reads one of the build's pipes, byte-exact: copies each read to the relay's
- * own output (the pod log), hashes it, and coalesces reads into DATA frames so
+ * own output (the pod log), checksums it, and coalesces reads into DATA frames so
  * that many tiny writes become few frames while a lone line leaves at once.
  *
  * @module
  */
 
-import { createHash } from "node:crypto";
 import type { OrderedWriter } from "../io.ts";
 import {
+  Crc32,
   DATA_HEADER_BYTES,
   MAX_FRAME_PAYLOAD_BYTES,
   type StreamName,
@@ -39,7 +39,7 @@ export interface StreamPumpOptions {
 export class StreamPump {
   #options: StreamPumpOptions;
   #reader: ReadableStreamBYOBReader;
-  #hash = createHash("sha256");
+  #checksum = new Crc32();
   #bytes = 0;
   #frame: Uint8Array;
   #fill = 0;
@@ -62,7 +62,7 @@ export class StreamPump {
 
   /** What FINISHED reports for this stream; valid once {@linkcode done} settled. */
   summary(): StreamSummary {
-    return { bytes: this.#bytes, sha256: this.#hash.copy().digest("hex") };
+    return { bytes: this.#bytes, crc32: this.#checksum.hex() };
   }
 
   /**
@@ -124,7 +124,7 @@ export class StreamPump {
 
   async #take(chunk: Uint8Array): Promise<void> {
     if (this.#peer !== undefined) this.#peer.#flush();
-    this.#hash.update(chunk);
+    this.#checksum.update(chunk);
     this.#bytes += chunk.byteLength;
     const tee = this.#options.tee?.write(chunk);
     if (this.#fill + chunk.byteLength > MAX_FRAME_PAYLOAD_BYTES) this.#flush();

@@ -22,6 +22,10 @@ export interface RelayTuningValues {
   readonly drainGraceMs: number;
   /** Give the build one pipe for stdout and stderr. */
   readonly merge: boolean;
+  /** Fetch the build's source from the receiver, and unpack it, before starting the build. */
+  readonly fetchSource: boolean;
+  /** The largest source (archive) accepted, in bytes. */
+  readonly sourceLimitBytes: number;
 }
 
 /** Each tuning setting's relay flag (without dashes) and environment variable. */
@@ -31,6 +35,8 @@ export const RELAY_TUNING = {
   reconnectGraceMs: { flag: "reconnect-grace", env: RELAY_ENV.reconnectGrace },
   drainGraceMs: { flag: "drain-grace", env: RELAY_ENV.drainGrace },
   merge: { flag: "merge", env: RELAY_ENV.merge },
+  fetchSource: { flag: "fetch-source", env: RELAY_ENV.fetchSource },
+  sourceLimitBytes: { flag: "source-limit", env: RELAY_ENV.sourceLimit },
 } as const satisfies { readonly [K in keyof RelayTuningValues]: { flag: string; env: string } };
 
 const SETTINGS = Object.keys(RELAY_TUNING) as Array<keyof RelayTuningValues>;

@@ -8,7 +8,15 @@
 
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
-import { CONFIG, DENO, MAIN, type SpawnOptions, spawnPhonehome } from "../support/processes.ts";
+import { type Fault, FaultProxy } from "../support/fault_proxy.ts";
+import {
+  CONFIG,
+  DENO,
+  freePort,
+  MAIN,
+  type SpawnOptions,
+  spawnPhonehome,
+} from "../support/processes.ts";
 import { FakeApiServer, type RbacRule } from "./fake_api_server.ts";
 import { JobController } from "./job_controller.ts";
 import { type ImageSpec, Kubelet } from "./kubelet.ts";
@@ -114,6 +122,32 @@ export class TestCluster implements AsyncDisposable {
       "--",
       ...command,
     ], options);
+  }
+
+  /**
+   * Starts a build whose relay dials the builder through a fault proxy: the
+   * receiver listens on 127.0.0.1:P, the proxy on 127.0.0.2:P, and the pod is
+   * told the latter; the cluster must run pods in this network namespace
+   * (`podNetwork: false`) to reach it.
+   */
+  buildThroughProxy(
+    command: string[],
+    plan: (index: number) => Fault,
+    flags: string[] = [],
+  ): { builder: Deno.ChildProcess; proxy: FaultProxy } {
+    const port = freePort();
+    const proxy = FaultProxy.start(port, plan, { hostname: "127.0.0.2", port });
+    const builder = this.build(
+      [
+        `--image=${RELAY_IMAGE}`,
+        `--listen=127.0.0.1:${port}`,
+        "--advertise-host=127.0.0.2",
+        "--ping-interval=200",
+        ...flags,
+      ],
+      command,
+    );
+    return { builder, proxy };
   }
 
   /** Every object of a kind left in the build namespace. */

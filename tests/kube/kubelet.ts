@@ -322,18 +322,23 @@ export class Kubelet {
       ? argv
       : ["ip", "netns", "exec", address.namespace, ...argv];
     let child: Deno.ChildProcess;
+    // A container's filesystem of its own, as far as its working directory goes (the image's
+    // WORKDIR): a build that unpacks its source there must not touch the test's directory.
+    const workdir = await Deno.makeTempDir({ prefix: "phonehome-container-" });
     try {
       if (argv.length === 0) throw new Error("no command specified");
       child = new Deno.Command(launch[0], {
         args: launch.slice(1),
         env,
         clearEnv: true,
+        cwd: workdir,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
         detached: true,
       }).spawn();
     } catch (error) {
+      await Deno.remove(workdir, { recursive: true }).catch(() => {});
       this.#update(pod, (status) => {
         status.phase = "Failed";
         status.containerStatuses = [{
@@ -393,6 +398,7 @@ export class Kubelet {
     // When a container's main process exits, the rest of its processes go with it.
     this.#killGroup(running, "SIGKILL");
     await pipes;
+    await Deno.remove(workdir, { recursive: true }).catch(() => {});
     const exitCode = exit.signal === null ? exit.code : 128 + signalNumber(exit.signal);
     const oom = running.killedFor === "oom";
     const finishedAt = now();

@@ -7,6 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { Crc32 } from "../../src/protocol/mod.ts";
 
 /** The CLI entry point under test. */
 export const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
@@ -122,6 +123,13 @@ export async function collect(child: Deno.ChildProcess): Promise<Finished> {
 /** Reads a stream to its end as UTF-8 text. */
 export async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
   return await new Response(stream).text();
+}
+
+/** CRC-32 of bytes in memory, as FINISHED carries it (8 lower-case hex digits). */
+export function crc32Of(bytes: Uint8Array | string): string {
+  const checksum = new Crc32();
+  checksum.update(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
+  return checksum.hex();
 }
 
 /** sha256 of bytes in memory, as lower-case hex. */

@@ -166,7 +166,6 @@ export class KubernetesBuild {
       });
     };
     input.signals?.addEventListener("signal", onSignal);
-    await receiver.message("Starting build... but first, coffee!");
     let creating: keyof typeof created = "secret";
     try {
       await this.#client.createSecret(buildSecret(plan, input.token));
@@ -189,15 +188,12 @@ export class KubernetesBuild {
     const outcome = await receiver.outcome;
     input.signals?.removeEventListener("signal", onSignal);
     await supervisor.stop();
-    if (outcome.exit !== undefined) {
-      if (outcome.exitCode === 0) {
-        await receiver.writeLine("Build complete.");
-      } else {
-        const explanation = supervisor.explanation();
-        if (explanation !== undefined) await receiver.message(explanation);
-        await receiver.writeLine(`Build pod exited with code ${outcome.exitCode}, stopping build.`);
-      }
-    }
+    // The old builder's banners ("Build complete.") are the hook's; a failed build gets how
+    // Kubernetes ended its pod, when it did.
+    const explanation = outcome.exit !== undefined && outcome.exitCode !== 0
+      ? supervisor.explanation()
+      : undefined;
+    if (explanation !== undefined) await receiver.message(explanation);
     await this.#cleanUp(receiver, created);
     return outcome.exitCode;
   }
