@@ -13,39 +13,29 @@ import { ExitCode } from "../exit_codes.ts";
 import { formatBytes, formatDuration } from "../format.ts";
 import {
   CloseCode,
-  closeReason,
   decodeDataFrame,
-  encodeControl,
   type ExitStatus,
   type FinishedMessage,
   HELLO_TIMEOUT_MS,
-  MAX_HELLO_MESSAGE_BYTES,
-  MAX_MESSAGE_BYTES,
   MAX_PENDING_HANDSHAKES,
-  MAX_UNREAD_REPLY_BYTES,
-  MAX_WINDOW_BYTES,
-  MIN_WINDOW_BYTES,
   parseRelayMessage,
   PING_TIMEOUT_INTERVALS,
   PROTOCOL_VERSION,
   ProtocolError,
-  type ReceiverMessage,
   type VerdictMessage,
-  versionMismatchMessage,
   type WelcomeMessage,
 } from "../protocol/mod.ts";
-import { type SourceArchive, SourceSender } from "./source_archive.ts";
+import type { Timer } from "../timing.ts";
 import type { Refusal, Upgrade } from "./admission.ts";
 import { BuildStream } from "./build_stream.ts";
 import type { BuilderConsole } from "./console.ts";
-import { ServerSocket, type SocketClose } from "./websocket/server_socket.ts";
-import type { Timer } from "../timing.ts";
+import { describeClose, RelayConnection } from "./relay_connection.ts";
+import type { SourceArchive } from "./source_archive.ts";
+import { StreamOwner } from "./stream_owner.ts";
+import type { SocketClose } from "./websocket/server_socket.ts";
 
 /** How long the receiver waits for the relay to close after the verdict. */
 export const VERDICT_LINGER_MS = 5_000;
-
-/** How long a close handshake may take before the connection is dropped. */
-const CLOSE_TIMEOUT_MS = 2_000;
 
 /** Where the stream stands. */
 export type Phase = "waiting" | "streaming" | "verifying" | "answered" | "over";
@@ -80,31 +70,15 @@ export interface SessionOptions {
   onOver: (outcome: SessionOutcome, closed: Promise<void>) => void;
 }
 
-interface Connection {
-  socket: ServerSocket;
-  remote: string;
-  greeted: boolean;
-  helloTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Set when this side closed the connection, with the reason it gave. */
-  closedBecause?: string;
-  lastHeardMs: number;
-  /** Set once the connection has been handled as lost. */
-  lost: boolean;
-  closed: Promise<void>;
-  /** Serves this connection's fetches of the source, once it asks for any. */
-  sourceSender?: SourceSender;
-}
-
 /** One build's stream; see the module comment. */
 export class Session {
   #options: SessionOptions;
   #build: BuildStream;
   #phase: Phase = "waiting";
-  #current: Connection | undefined;
-  #pending = new Set<Connection>();
-  #connections = new Set<Connection>();
-  #relayId: string | undefined;
-  #attempt = 0;
+  #current: RelayConnection | undefined;
+  #pending = new Set<RelayConnection>();
+  #connections = new Set<RelayConnection>();
+  #owner = new StreamOwner();
   #windowBytes = 0;
   #finished: FinishedMessage | undefined;
   #verdict: VerdictMessage | undefined;
@@ -140,7 +114,7 @@ export class Session {
 
   /** Whether a relay has ever completed the handshake. */
   get connected(): boolean {
-    return this.#relayId !== undefined;
+    return this.#owner.known;
   }
 
   /** Whether FINISHED has arrived, so that everything the build wrote is here or being written. */
@@ -164,43 +138,23 @@ export class Session {
 
   /** Takes over an upgraded connection; it must say hello within the hello timeout. */
   accept(upgrade: Upgrade): void {
-    let closed!: () => void;
-    const socket = new ServerSocket({
-      conn: upgrade.conn,
-      leftover: upgrade.leftover,
-      maxMessageBytes: MAX_HELLO_MESSAGE_BYTES,
-      maxUnsentBytes: MAX_UNREAD_REPLY_BYTES,
-      closeTimeoutMs: CLOSE_TIMEOUT_MS,
-      // The socket reads nothing before this method returns, so `connection` exists by then.
-      onMessage: (message) => this.#onMessage(connection, message),
-      onTooLarge: (length, limit) =>
+    const connection = new RelayConnection(upgrade, {
+      onMessage: (connection, message) => this.#onMessage(connection, message),
+      onTooLarge: (connection, length, limit) =>
         this.#closeConnection(
           connection,
           CloseCode.protocolViolation,
           `A message of ${length} bytes is over the ${limit}-byte limit` +
             `${connection.greeted ? "" : " before hello"}.`,
         ),
-      onClose: (close) => {
-        upgrade.release();
-        this.#onClose(connection, close);
-        closed();
-      },
-    });
-    const connection: Connection = {
-      socket,
-      remote: upgrade.remote,
-      greeted: false,
-      helloTimer: setTimeout(() => {
+      onHelloTimeout: (connection) =>
         this.#closeConnection(
           connection,
           CloseCode.protocolViolation,
           `No hello within ${formatDuration(HELLO_TIMEOUT_MS)}.`,
-        );
-      }, HELLO_TIMEOUT_MS),
-      lastHeardMs: performance.now(),
-      lost: false,
-      closed: new Promise((resolve) => (closed = resolve)),
-    };
+        ),
+      onClose: (connection, close) => this.#onClose(connection, close),
+    });
     this.#connections.add(connection);
     this.#pending.add(connection);
   }
@@ -211,7 +165,7 @@ export class Session {
     this.#ackTimer = undefined;
     if (this.#current === undefined) return;
     const offsets = this.#build.takeAcknowledgement();
-    if (offsets !== undefined) this.#send(this.#current, { type: "ack", acked: offsets });
+    if (offsets !== undefined) this.#current.send({ type: "ack", acked: offsets });
   }
 
   /**
@@ -226,8 +180,7 @@ export class Session {
     }
     clearInterval(this.#pinger);
     for (const connection of this.#connections) {
-      clearTimeout(connection.helloTimer);
-      connection.socket.close(CloseCode.receiverGone, "The receiver is shutting down.");
+      connection.shutDown(CloseCode.receiverGone, "The receiver is shutting down.");
     }
     const closed = Promise.all([...this.#connections].map((c) => c.closed)).then(() => {});
     this.#options.onOver({
@@ -253,27 +206,23 @@ export class Session {
       // A half-open connection may never report its close: do not wait for it.
       this.#lost(connection, reason);
     } else {
-      this.#send(connection, { type: "ping" });
+      connection.send({ type: "ping" });
     }
   }
 
-  #closeConnection(connection: Connection, code: number, reason: string): void {
-    if (connection.closedBecause !== undefined || !connection.socket.open) return;
+  #closeConnection(connection: RelayConnection, code: number, reason: string): void {
+    if (!connection.close(code, reason)) return;
     if (connection === this.#current) {
       this.#message(`Closed the connection from ${connection.remote}: ${reason}`);
     } else {
       this.#options.note(connection.remote, reason);
     }
     this.#pending.delete(connection);
-    clearTimeout(connection.helloTimer);
-    connection.closedBecause = reason;
-    connection.socket.close(code, closeReason(reason));
   }
 
-  #onMessage(connection: Connection, data: string | Uint8Array): void {
+  #onMessage(connection: RelayConnection, data: string | Uint8Array): void {
     if (this.#phase === "over" || connection.closedBecause !== undefined) return;
     if (connection.greeted && connection !== this.#current) return;
-    connection.lastHeardMs = performance.now();
     try {
       if (typeof data === "string") {
         this.#onControl(connection, data);
@@ -290,45 +239,19 @@ export class Session {
     }
   }
 
-  #onControl(connection: Connection, text: string): void {
+  #onControl(connection: RelayConnection, text: string): void {
     const message = parseRelayMessage(text);
     switch (message.type) {
-      case "hello": {
+      case "hello":
         if (connection.greeted) throw new ProtocolError("Hello sent twice.");
-        if (!message.versions.includes(PROTOCOL_VERSION)) {
-          throw new ProtocolError(
-            versionMismatchMessage(message.versions),
-            CloseCode.versionMismatch,
-          );
-        }
-        if (message.window < MIN_WINDOW_BYTES || message.window > MAX_WINDOW_BYTES) {
-          throw new ProtocolError(
-            `A window of ${message.window} bytes is outside ${MIN_WINDOW_BYTES}-` +
-              `${MAX_WINDOW_BYTES}.`,
-          );
-        }
-        if (this.#relayId !== undefined && message.relay !== this.#relayId) {
-          throw new ProtocolError(
-            "Another relay already owns this build's stream.",
-            CloseCode.superseded,
-          );
-        }
-        if (message.attempt <= this.#attempt) {
-          // A connection that lost the race to a newer one of the same relay must not take over.
-          throw new ProtocolError(
-            `Connection attempt ${message.attempt} is stale; attempt ${this.#attempt} is current.`,
-            CloseCode.superseded,
-          );
-        }
-        this.#attempt = message.attempt;
-        this.#greet(connection, message.relay, message.window);
+        this.#owner.admit(message);
+        this.#greet(connection, message.window);
         return;
-      }
       case "finished":
         if (!connection.greeted) throw new ProtocolError("FINISHED arrived before hello.");
         if (this.#finished !== undefined) {
           // A relay that reconnected before it had the verdict sends FINISHED again.
-          if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
+          if (this.#verdict !== undefined) connection.send(this.#verdict);
           return;
         }
         this.#finished = message;
@@ -337,44 +260,34 @@ export class Session {
         this.#verifyAndAnswer(message);
         return;
       case "fetch":
-        this.#onFetch(connection, message.offset, message.length);
+        if (!connection.greeted) throw new ProtocolError("A fetch arrived before hello.");
+        if (this.#options.source === undefined) {
+          throw new ProtocolError("There is no source to fetch.");
+        }
+        connection.serveFetch({
+          source: this.#options.source,
+          offset: message.offset,
+          length: message.length,
+          onError: (error) =>
+            this.end(
+              ExitCode.sourceFailed,
+              `Cannot read the source to send it: ${errorMessage(error)}.`,
+            ),
+        });
         return;
       case "ping":
-        this.#send(connection, { type: "pong" });
+        connection.send({ type: "pong" });
         return;
       case "pong":
         return;
     }
   }
 
-  #onFetch(connection: Connection, offset: number, length: number): void {
-    if (!connection.greeted) throw new ProtocolError("A fetch arrived before hello.");
-    const source = this.#options.source;
-    if (source === undefined) throw new ProtocolError("There is no source to fetch.");
-    connection.sourceSender ??= new SourceSender(
-      source,
-      (frame) => {
-        if (!connection.socket.open) return false;
-        connection.socket.send(frame);
-        return true;
-      },
-      (error) =>
-        this.end(
-          ExitCode.sourceFailed,
-          `Cannot read the source to send it: ${errorMessage(error)}.`,
-        ),
-    );
-    connection.sourceSender.request(offset, length);
-  }
-
-  #greet(connection: Connection, relayId: string, windowBytes: number): void {
+  #greet(connection: RelayConnection, windowBytes: number): void {
     const previous = this.#current;
-    const reconnected = this.connected;
+    const reconnected = this.#phase !== "waiting";
     this.#pending.delete(connection);
-    clearTimeout(connection.helloTimer);
-    connection.greeted = true;
-    connection.socket.maxMessageBytes = MAX_MESSAGE_BYTES;
-    this.#relayId = relayId;
+    connection.greet();
     this.#windowBytes = windowBytes;
     this.#current = connection;
     if (this.#phase === "waiting") this.#phase = "streaming";
@@ -397,8 +310,8 @@ export class Session {
       acked: this.#build.written(),
     };
     if (this.#options.source !== undefined) welcome.source = this.#options.source.offer;
-    this.#send(connection, welcome);
-    if (this.#verdict !== undefined) this.#send(connection, this.#verdict);
+    connection.send(welcome);
+    if (this.#verdict !== undefined) connection.send(this.#verdict);
   }
 
   async #verifyAndAnswer(finished: FinishedMessage): Promise<void> {
@@ -415,7 +328,7 @@ export class Session {
       this.#message(`${verification.message} The build's result cannot be trusted.`);
     }
     this.#phase = "answered";
-    if (this.#current !== undefined) this.#send(this.#current, this.#verdict);
+    this.#current?.send(this.#verdict);
     // The relay closes once it has the verdict; wait for that, but not forever. A relay that
     // lost the verdict reconnects within this time and is sent it again.
     this.#lingerTimer = setTimeout(() => this.#endWithVerdict(), VERDICT_LINGER_MS);
@@ -425,10 +338,9 @@ export class Session {
     if (this.#verdictCode !== undefined) this.end(this.#verdictCode);
   }
 
-  #onClose(connection: Connection, close: SocketClose): void {
+  #onClose(connection: RelayConnection, close: SocketClose): void {
     this.#pending.delete(connection);
     this.#connections.delete(connection);
-    clearTimeout(connection.helloTimer);
     if (close.dropped && connection !== this.#current) {
       // A framing error or a peer that would not read its replies: say what happened to it.
       this.#options.note(connection.remote, close.reason);
@@ -441,7 +353,7 @@ export class Session {
    * Handles the end of the current connection, once, whether it closed or was
    * given up on. `normal` is true when the relay closed it after taking the verdict.
    */
-  #lost(connection: Connection, why: string, normal = false): void {
+  #lost(connection: RelayConnection, why: string, normal = false): void {
     if (connection.lost) return;
     connection.lost = true;
     if (this.#phase === "over" || connection !== this.#current) return;
@@ -473,10 +385,6 @@ export class Session {
     }, this.#options.reconnectGraceMs);
   }
 
-  #send(connection: Connection, message: ReceiverMessage): void {
-    connection.socket.send(encodeControl(message));
-  }
-
   #scheduleAck(): void {
     if (this.#ackTimer !== undefined) return;
     // A zero timer lets writes that complete together share one acknowledgement.
@@ -494,11 +402,4 @@ export class Session {
         `whoever reads phonehome's output went away.`,
     );
   }
-}
-
-/** A close as a user reads it. */
-function describeClose(close: SocketClose): string {
-  if (close.dropped) return close.reason;
-  if (close.code === 1006) return `the connection broke: ${close.reason}`;
-  return close.reason ? `closed with code ${close.code}: ${close.reason}` : `code ${close.code}`;
 }

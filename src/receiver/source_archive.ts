@@ -129,11 +129,11 @@ export class SourceSender {
    * Creates a sender; `send` returns false once the connection cannot take
    * more, and `onError` hears of an archive that cannot be read.
    */
-  constructor(
-    archive: SourceArchive,
-    send: (frame: Uint8Array) => boolean,
-    onError: (error: unknown) => void,
-  ) {
+  constructor({ archive, send, onError }: {
+    archive: SourceArchive;
+    send: (frame: Uint8Array) => boolean;
+    onError: (error: unknown) => void;
+  }) {
     this.#archive = archive;
     this.#send = send;
     this.#onError = onError;

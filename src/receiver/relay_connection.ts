@@ -1,0 +1,156 @@
+/**
+ * One upgraded connection as the receiver's session sees it: its socket, the
+ * hello it owes, when it was last heard from, why this side closed it, and the
+ * source fetches it makes.
+ *
+ * @module
+ */
+
+import {
+  closeReason,
+  encodeControl,
+  HELLO_TIMEOUT_MS,
+  MAX_HELLO_MESSAGE_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_UNREAD_REPLY_BYTES,
+  type ReceiverMessage,
+} from "../protocol/mod.ts";
+import type { Upgrade } from "./admission.ts";
+import { type SourceArchive, SourceSender } from "./source_archive.ts";
+import { ServerSocket, type SocketClose } from "./websocket/server_socket.ts";
+
+/** How long a close handshake may take before the connection is dropped. */
+const CLOSE_TIMEOUT_MS = 2_000;
+
+/** What a {@linkcode RelayConnection} reports to its session. */
+export interface ConnectionEvents {
+  /** A whole message arrived. */
+  onMessage: (connection: RelayConnection, data: string | Uint8Array) => void;
+  /** A message announced more bytes than the connection's limit; the session closes it. */
+  onTooLarge: (connection: RelayConnection, length: number, limitBytes: number) => void;
+  /** The hello did not arrive within {@linkcode HELLO_TIMEOUT_MS}. */
+  onHelloTimeout: (connection: RelayConnection) => void;
+  /** The connection is closed, by either side or by a broken socket. */
+  onClose: (connection: RelayConnection, close: SocketClose) => void;
+}
+
+/** One relay's connection; see the module comment. */
+export class RelayConnection {
+  /** The peer's address, `IP:PORT`, for messages. */
+  readonly remote: string;
+  /** Resolves once the connection is closed. */
+  readonly closed: Promise<void>;
+  /** Whether this connection completed the handshake. */
+  greeted = false;
+  /** Set once it has been handled as lost (closed, or given up on). */
+  lost = false;
+  /** When a message last arrived, from `performance.now()`. */
+  lastHeardMs = performance.now();
+  #socket: ServerSocket;
+  #closedBecause: string | undefined;
+  #helloTimer: ReturnType<typeof setTimeout> | undefined;
+  #sourceSender: SourceSender | undefined;
+
+  /** Takes over `upgrade`; the hello timeout starts now. */
+  constructor(upgrade: Upgrade, events: ConnectionEvents) {
+    this.remote = upgrade.remote;
+    let resolveClosed!: () => void;
+    this.closed = new Promise((resolve) => (resolveClosed = resolve));
+    this.#socket = new ServerSocket({
+      conn: upgrade.conn,
+      leftover: upgrade.leftover,
+      maxMessageBytes: MAX_HELLO_MESSAGE_BYTES,
+      maxUnsentBytes: MAX_UNREAD_REPLY_BYTES,
+      closeTimeoutMs: CLOSE_TIMEOUT_MS,
+      onMessage: (message) => {
+        this.lastHeardMs = performance.now();
+        events.onMessage(this, message);
+      },
+      onTooLarge: (length, limit) => events.onTooLarge(this, length, limit),
+      onClose: (close) => {
+        this.stopHelloTimer();
+        upgrade.release();
+        events.onClose(this, close);
+        resolveClosed();
+      },
+    });
+    this.#helloTimer = setTimeout(() => events.onHelloTimeout(this), HELLO_TIMEOUT_MS);
+  }
+
+  /** Whether messages can still be sent. */
+  get open(): boolean {
+    return this.#socket.open;
+  }
+
+  /** The reason this side gave when it closed the connection, if it did. */
+  get closedBecause(): string | undefined {
+    return this.#closedBecause;
+  }
+
+  /** Marks the handshake done: the hello timer stops and whole DATA frames are allowed. */
+  greet(): void {
+    this.greeted = true;
+    this.stopHelloTimer();
+    this.#socket.maxMessageBytes = MAX_MESSAGE_BYTES;
+  }
+
+  /** Stops the hello timer, for a connection that said hello or is closing. */
+  stopHelloTimer(): void {
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
+  }
+
+  /** Sends a control message. */
+  send(message: ReceiverMessage): void {
+    this.#socket.send(encodeControl(message));
+  }
+
+  /**
+   * Closes with `code`, giving `reason` (kept whole for messages, shortened
+   * on the wire); false when it was already closing.
+   */
+  close(code: number, reason: string): boolean {
+    if (this.#closedBecause !== undefined || !this.#socket.open) return false;
+    this.stopHelloTimer();
+    this.#closedBecause = reason;
+    this.#socket.close(code, closeReason(reason));
+    return true;
+  }
+
+  /** Closes as the receiver shuts down, whatever state the connection is in. */
+  shutDown(code: number, reason: string): void {
+    this.stopHelloTimer();
+    this.#socket.close(code, reason);
+  }
+
+  /**
+   * Serves a fetch of `source`, in order after this connection's earlier
+   * ones; throws a `ProtocolError` for a fetch the protocol does not allow.
+   */
+  serveFetch(
+    { source, offset, length, onError }: {
+      source: SourceArchive;
+      offset: number;
+      length: number;
+      onError: (error: unknown) => void;
+    },
+  ): void {
+    this.#sourceSender ??= new SourceSender({
+      archive: source,
+      send: (frame) => {
+        if (!this.#socket.open) return false;
+        this.#socket.send(frame);
+        return true;
+      },
+      onError,
+    });
+    this.#sourceSender.request(offset, length);
+  }
+}
+
+/** A close as a user reads it. */
+export function describeClose(close: SocketClose): string {
+  if (close.dropped) return close.reason;
+  if (close.code === 1006) return `the connection broke: ${close.reason}`;
+  return close.reason ? `closed with code ${close.code}: ${close.reason}` : `code ${close.code}`;
+}
