@@ -2,7 +2,7 @@
  * The per-build secret: what the receiver accepts as a relay's bearer token.
  * An absent header or an empty token never matches, whatever the receiver was
  * given; the command line refuses empty and short secrets before that
- * (tests/cli_test.ts).
+ * (tests/cli_usage_error_test.ts).
  */
 
 import assert from "node:assert/strict";

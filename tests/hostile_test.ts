@@ -180,7 +180,7 @@ Deno.test("hostile connections change nothing in a real build's stream", async (
   assert.match(stderr, /Closed a connection from 127\.0\.0\.1:\d+: Another relay already owns/);
 });
 
-Deno.test("a frame larger than the frame limit, an overflowing offset and a window overrun are each refused", async (t) => {
+Deno.test("a frame larger than the frame limit, an overflowing offset and a window overrun each end the stream", async (t) => {
   const cases: Array<[string, (socket: WebSocket) => void, RegExp]> = [
     [
       "a 1 MiB frame",
@@ -228,8 +228,10 @@ Deno.test("a frame larger than the frame limit, an overflowing offset and a wind
       });
       assert.equal(close.code, 4002);
       assert.match(close.reason, reason);
+      // The stream's owner broke the protocol: the stream is over (76), and the stop is not
+      // held up for long by output that nobody reads.
       receiver.kill("SIGTERM");
-      await receiver.status;
+      assert.equal((await receiver.status).code, 76);
       await digestStream(receiver.stdout);
       await digestStream(receiver.stderr);
     });

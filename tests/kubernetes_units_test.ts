@@ -1,6 +1,6 @@
 /**
  * The Kubernetes backend's pure parts: names, flag parsing, templates, and
- * reading pod status (the retry policy's are in kubernetes_retry_test.ts).
+ * reading pod status (the retry policy's are in kubernetes_retry_policy_test.ts).
  */
 
 import assert from "node:assert/strict";

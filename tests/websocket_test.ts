@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import {
   decodeClosePayload,
   encodeFrame,
+  FrameHeader,
   Opcode,
-  parseFrameHeader,
   unmask,
   WebSocketError,
 } from "../src/receiver/websocket/frames.ts";
@@ -51,12 +51,17 @@ Deno.test("unmasking by words gives the same bytes as unmasking byte by byte, at
 
 Deno.test("frame headers are read only when whole, and a client may not break the rules", () => {
   const frame = masked(Opcode.binary, new Uint8Array(70000));
+  const header = new FrameHeader();
   for (let length = 0; length < 14; length++) {
-    assert.equal(parseFrameHeader(frame.subarray(0, length)), undefined, `${length} bytes`);
+    assert.equal(header.read(frame.subarray(0, length)), false, `${length} bytes`);
   }
-  const header = parseFrameHeader(frame);
-  assert.equal(header?.length, 70000);
-  assert.equal(header?.headerBytes, 14);
+  assert.equal(header.read(frame), true);
+  assert.equal(header.length, 70000);
+  assert.equal(header.headerBytes, 14);
+  const shifted = new Uint8Array(frame.byteLength + 3);
+  shifted.set(frame, 3);
+  assert.equal(header.read(shifted, 3), true, "a header read where it starts, not at 0");
+  assert.equal(header.length, 70000);
   const broken: Array<[string, Uint8Array]> = [
     ["RSV bits", Uint8Array.of(0xc2, 0x80, 0, 0, 0, 0)],
     ["an unknown opcode", Uint8Array.of(0x83, 0x80, 0, 0, 0, 0)],
@@ -66,7 +71,7 @@ Deno.test("frame headers are read only when whole, and a client may not break th
     ["a length past 2^53", Uint8Array.of(0x82, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)],
   ];
   for (const [what, bytes] of broken) {
-    assert.throws(() => parseFrameHeader(bytes), WebSocketError, what);
+    assert.throws(() => new FrameHeader().read(bytes), WebSocketError, what);
   }
   assert.throws(() => decodeClosePayload(Uint8Array.of(0x03, 0xee)), WebSocketError);
   assert.deepEqual(decodeClosePayload(Uint8Array.of(0x0f, 0xa2, 0x68, 0x69)), {

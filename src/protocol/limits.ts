@@ -82,6 +82,12 @@ export const HELLO_TIMEOUT_MS = 10_000;
 /** Upgraded connections that have not said hello yet, at most; more get HTTP 503. */
 export const MAX_PENDING_HANDSHAKES = 16;
 
+/**
+ * WebSocket pings a connection may send before its hello: a relay sends its
+ * hello first, so more are a flood.
+ */
+export const MAX_PINGS_BEFORE_HELLO = 4;
+
 /** Longest message accepted before hello: a hello is tiny. */
 export const MAX_HELLO_MESSAGE_BYTES = 4096;
 

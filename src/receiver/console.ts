@@ -2,7 +2,9 @@
  * The builder's console: where the build's output and phonehome's own
  * messages reach the user. One queue serves both outputs, and each write
  * completes before the next starts, so what arrived in order is written in
- * order even across stdout and stderr. phonehome's messages always start on a
+ * order even across stdout and stderr. Queued pieces bound for the same
+ * output go out in one write, so a build that prints in tiny pieces costs
+ * one system call per batch, not per piece. phonehome's messages always start on a
  * line of their own; they (and the newline that may precede them) are the
  * only bytes phonehome adds.
  *
@@ -28,9 +30,25 @@ export interface ConsoleOptions {
 
 const NEWLINE = 0x0a;
 
+/** Most bytes, and most pieces, gathered into one write. */
+const BATCH_MAX_BYTES = 256 * 1024;
+const BATCH_MAX_PIECES = 1024;
+
+/** A piece of output waiting in the queue. */
+interface Piece {
+  sink: ByteSink;
+  bytes: Uint8Array;
+  /** Whether it must start on a line of its own (phonehome's messages). */
+  ownLine: boolean;
+  done: PromiseWithResolvers<void>;
+}
+
 /** The one ordered way to write to the builder's stdout and stderr. */
 export class BuilderConsole {
   #options: ConsoleOptions;
+  #queue: Piece[] = [];
+  #writing = false;
+  /** Settles once the last piece queued so far has been written or has failed. */
   #tail: Promise<void> = Promise.resolve();
   /** The first write error of each output; later writes to it fail the same way. */
   #failures = new Map<ByteSink, Error>();
@@ -96,28 +114,76 @@ export class BuilderConsole {
 
   #enqueue(sink: ByteSink, bytes: Uint8Array, ownLine: boolean): Promise<void> {
     this.#lastActivityMs = performance.now();
-    const next = this.#tail.then(async () => {
-      const failure = this.#failures.get(sink);
-      if (failure !== undefined) throw failure;
-      const key = this.#lineKey(sink);
-      let out = bytes;
-      if (ownLine && this.#atLineStart.get(key) === false) {
-        out = new Uint8Array(bytes.byteLength + 1);
-        out[0] = NEWLINE;
-        out.set(bytes, 1);
+    const done = Promise.withResolvers<void>();
+    this.#queue.push({ sink, bytes, ownLine, done });
+    // The tail must survive a failed write so that drained() still settles.
+    this.#tail = done.promise.catch(() => {});
+    if (!this.#writing) this.#writeQueued();
+    return done.promise;
+  }
+
+  async #writeQueued(): Promise<void> {
+    this.#writing = true;
+    while (this.#queue.length > 0) {
+      const batch = this.#takeBatch();
+      const sink = batch[0].sink;
+      let failure = this.#failures.get(sink);
+      if (failure === undefined) {
+        try {
+          await writeAll(sink, this.#lay(batch));
+        } catch (error) {
+          failure = error instanceof Error ? error : new Error(String(error));
+          this.#failures.set(sink, failure);
+        }
       }
-      try {
-        await writeAll(sink, out);
-      } catch (error) {
-        const failure = error instanceof Error ? error : new Error(String(error));
-        this.#failures.set(sink, failure);
-        throw failure;
+      for (const piece of batch) {
+        if (failure === undefined) piece.done.resolve();
+        else piece.done.reject(failure);
       }
-      if (out.byteLength > 0) this.#atLineStart.set(key, out[out.byteLength - 1] === NEWLINE);
-    });
-    // The chain must survive a failed write so later writes report the same failure.
-    this.#tail = next.catch(() => {});
-    return next;
+    }
+    this.#writing = false;
+  }
+
+  /** Takes the first piece and those after it bound for the same output, within the batch limits. */
+  #takeBatch(): Piece[] {
+    const sink = this.#queue[0].sink;
+    let count = 0;
+    let bytes = 0;
+    while (
+      count < this.#queue.length && count < BATCH_MAX_PIECES && this.#queue[count].sink === sink &&
+      (count === 0 || bytes + this.#queue[count].bytes.byteLength <= BATCH_MAX_BYTES)
+    ) {
+      bytes += this.#queue[count].bytes.byteLength;
+      count++;
+    }
+    return this.#queue.splice(0, count);
+  }
+
+  /** The bytes of `batch` as written: a message not at a line's start gets a newline first. */
+  #lay(batch: Piece[]): Uint8Array {
+    const key = this.#lineKey(batch[0].sink);
+    let atLineStart = this.#atLineStart.get(key) ?? true;
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (const { bytes, ownLine } of batch) {
+      if (ownLine && !atLineStart) {
+        parts.push(NEWLINE_BYTES);
+        total++;
+      }
+      parts.push(bytes);
+      total += bytes.byteLength;
+      if (bytes.byteLength > 0) atLineStart = bytes[bytes.byteLength - 1] === NEWLINE;
+    }
+    // Written or not, what follows is laid out as if it was: a failed output takes no more.
+    this.#atLineStart.set(key, atLineStart);
+    if (parts.length === 1) return parts[0];
+    const out = new Uint8Array(total);
+    let offset = 0;
+    for (const part of parts) {
+      out.set(part, offset);
+      offset += part.byteLength;
+    }
+    return out;
   }
 
   /** Which line tracker a sink uses: one shared tracker when both are one file. */
@@ -127,3 +193,4 @@ export class BuilderConsole {
 }
 
 const encoder = new TextEncoder();
+const NEWLINE_BYTES = new Uint8Array([NEWLINE]);

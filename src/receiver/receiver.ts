@@ -104,6 +104,8 @@ export class Receiver implements BuildReceiver {
   #url: string;
   #done = false;
   #aborting = false;
+  /** Resolves when an abort comes after the outcome, while output may still be draining. */
+  #abortedLate = Promise.withResolvers<void>();
   #resolve!: (outcome: ReceiverOutcome) => void;
   /** Settles once the receiver has finished, with the status to exit with. */
   readonly outcome: Promise<ReceiverOutcome>;
@@ -195,10 +197,14 @@ export class Receiver implements BuildReceiver {
   /**
    * Ends the receiver from outside (the launcher saw its relay die, or a signal
    * came). Output still queued gets a short while to drain, not forever, since
-   * whoever reads it may be the reason for stopping.
+   * whoever reads it may be the reason for stopping. After the outcome is
+   * settled, it keeps that outcome but stops waiting for the output long.
    */
   abort(exitCode: number, message: string): void {
-    if (this.#done) return;
+    if (this.#done) {
+      this.#abortedLate.resolve();
+      return;
+    }
     this.#aborting = true;
     this.#session.end(exitCode, message);
   }
@@ -217,7 +223,10 @@ export class Receiver implements BuildReceiver {
         ? undefined
         : this.#aborting
         ? settlesWithin(drained, ABORT_DRAIN_TIMEOUT_MS)
-        : drained,
+        : Promise.race([
+          drained,
+          this.#abortedLate.promise.then(() => settlesWithin(drained, ABORT_DRAIN_TIMEOUT_MS)),
+        ]),
       // Closing before the close handshake ends would turn 4004 into a broken connection,
       // after which a relay keeps reconnecting; but a relay that does not answer must not
       // keep the receiver alive either.

@@ -12,6 +12,7 @@ import {
   HELLO_TIMEOUT_MS,
   MAX_HELLO_MESSAGE_BYTES,
   MAX_MESSAGE_BYTES,
+  MAX_PINGS_BEFORE_HELLO,
   MAX_UNREAD_REPLY_BYTES,
   type ReceiverMessage,
 } from "../protocol/mod.ts";
@@ -28,6 +29,8 @@ export interface ConnectionEvents {
   onMessage: (connection: RelayConnection, data: string | Uint8Array) => void;
   /** A message announced more bytes than the connection's limit; the session closes it. */
   onTooLarge: (connection: RelayConnection, length: number, limitBytes: number) => void;
+  /** More WebSocket pings than {@linkcode MAX_PINGS_BEFORE_HELLO} came before the hello. */
+  onTooManyPings: (connection: RelayConnection) => void;
   /** The hello did not arrive within {@linkcode HELLO_TIMEOUT_MS}. */
   onHelloTimeout: (connection: RelayConnection) => void;
   /** The connection is closed, by either side or by a broken socket. */
@@ -67,6 +70,7 @@ export class RelayConnection {
         events.onMessage(this, message);
       },
       onTooLarge: (length, limit) => events.onTooLarge(this, length, limit),
+      onTooManyPings: () => events.onTooManyPings(this),
       onClose: (close) => {
         this.stopHelloTimer();
         upgrade.release();
@@ -74,12 +78,18 @@ export class RelayConnection {
         resolveClosed();
       },
     });
+    this.#socket.pingBudget = MAX_PINGS_BEFORE_HELLO;
     this.#helloTimer = setTimeout(() => events.onHelloTimeout(this), HELLO_TIMEOUT_MS);
   }
 
   /** Whether messages can still be sent. */
   get open(): boolean {
     return this.#socket.open;
+  }
+
+  /** Bytes of replies queued and not yet written to the connection. */
+  get unsentBytes(): number {
+    return this.#socket.bufferedAmount;
   }
 
   /** The reason this side gave when it closed the connection, if it did. */
@@ -92,6 +102,7 @@ export class RelayConnection {
     this.greeted = true;
     this.stopHelloTimer();
     this.#socket.maxMessageBytes = MAX_MESSAGE_BYTES;
+    this.#socket.pingBudget = Infinity;
   }
 
   /** Stops the hello timer, for a connection that said hello or is closing. */

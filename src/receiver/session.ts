@@ -18,6 +18,7 @@ import {
   type FinishedMessage,
   HELLO_TIMEOUT_MS,
   MAX_PENDING_HANDSHAKES,
+  MAX_PINGS_BEFORE_HELLO,
   parseRelayMessage,
   PING_TIMEOUT_INTERVALS,
   PROTOCOL_VERSION,
@@ -147,6 +148,12 @@ export class Session {
           `A message of ${length} bytes is over the ${limit}-byte limit` +
             `${connection.greeted ? "" : " before hello"}.`,
         ),
+      onTooManyPings: (connection) =>
+        this.#closeConnection(
+          connection,
+          CloseCode.protocolViolation,
+          `More than ${MAX_PINGS_BEFORE_HELLO} pings before hello.`,
+        ),
       onHelloTimeout: (connection) =>
         this.#closeConnection(
           connection,
@@ -212,12 +219,20 @@ export class Session {
 
   #closeConnection(connection: RelayConnection, code: number, reason: string): void {
     if (!connection.close(code, reason)) return;
-    if (connection === this.#current) {
-      this.#message(`Closed the connection from ${connection.remote}: ${reason}`);
-    } else {
-      this.#options.note(connection.remote, reason);
-    }
     this.#pending.delete(connection);
+    if (connection !== this.#current) {
+      this.#options.note(connection.remote, reason);
+      return;
+    }
+    this.#message(`Closed the connection from ${connection.remote}: ${reason}`);
+    if (code === CloseCode.protocolViolation && this.#phase !== "answered") {
+      // A relay does not come back after 4002, and a stream whose owner broke the rules
+      // cannot be trusted: waiting for a return would only let it try again.
+      this.end(
+        ExitCode.incompleteStream,
+        "The relay broke the protocol; the build's result cannot be trusted.",
+      );
+    }
   }
 
   #onMessage(connection: RelayConnection, data: string | Uint8Array): void {
@@ -241,6 +256,10 @@ export class Session {
 
   #onControl(connection: RelayConnection, text: string): void {
     const message = parseRelayMessage(text);
+    if (!connection.greeted && message.type !== "hello") {
+      const what = message.type === "finished" ? "FINISHED" : `A ${message.type} message`;
+      throw new ProtocolError(`${what} arrived before hello.`);
+    }
     switch (message.type) {
       case "hello":
         if (connection.greeted) throw new ProtocolError("Hello sent twice.");
@@ -248,7 +267,6 @@ export class Session {
         this.#greet(connection, message.window);
         return;
       case "finished":
-        if (!connection.greeted) throw new ProtocolError("FINISHED arrived before hello.");
         if (this.#finished !== undefined) {
           // A relay that reconnected before it had the verdict sends FINISHED again.
           if (this.#verdict !== undefined) connection.send(this.#verdict);
@@ -260,7 +278,6 @@ export class Session {
         this.#verifyAndAnswer(message);
         return;
       case "fetch":
-        if (!connection.greeted) throw new ProtocolError("A fetch arrived before hello.");
         if (this.#options.source === undefined) {
           throw new ProtocolError("There is no source to fetch.");
         }
@@ -276,7 +293,9 @@ export class Session {
         });
         return;
       case "ping":
-        connection.send({ type: "pong" });
+        // Replies still queued are a sign of life too: a pong behind them adds nothing, and
+        // a peer that pings without reading must not make the queue grow.
+        if (connection.unsentBytes === 0) connection.send({ type: "pong" });
         return;
       case "pong":
         return;

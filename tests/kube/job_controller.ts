@@ -6,11 +6,8 @@
  * @module
  */
 
+import { now } from "./api_objects.ts";
 import type { FakeApiServer, KObject, StoreEvent } from "./fake_api_server.ts";
-
-function now(): string {
-  return new Date().toISOString().replace(/\.\d+Z$/, "Z");
-}
 
 /** Runs Jobs stored in `api` until stopped. */
 export class JobController {

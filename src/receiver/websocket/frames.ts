@@ -17,6 +17,10 @@ export const Opcode = {
   pong: 0xa,
 } as const;
 
+/** The opcodes RFC 6455 defines, one bit each. */
+const KNOWN_OPCODES = (1 << Opcode.continuation) | (1 << Opcode.text) | (1 << Opcode.binary) |
+  (1 << Opcode.close) | (1 << Opcode.ping) | (1 << Opcode.pong);
+
 /** Close codes of RFC 6455 §7.4.1 that the transport itself uses. */
 export const TransportCloseCode = {
   /** No status code was present in a close frame. */
@@ -46,59 +50,68 @@ export class WebSocketError extends Error {
   }
 }
 
-/** A parsed frame header. */
-export interface FrameHeader {
-  /** Whether this is the last frame of its message. */
-  fin: boolean;
-  /** One of {@linkcode Opcode}. */
-  opcode: number;
-  /** Payload length in bytes. */
-  length: number;
-  /** The 4-byte masking key as a little-endian word, ready for {@linkcode unmask}. */
-  mask: number;
-  /** Bytes the header took. */
-  headerBytes: number;
-}
-
 /**
- * Parses the header at the start of `bytes`; undefined when more bytes are
- * needed. Throws {@linkcode WebSocketError} for a header no client may send:
- * RSV bits set, an unknown opcode, an unmasked frame, a fragmented or
- * oversized control frame, or a length beyond 2^53-1.
+ * A frame header, read in place: a connection keeps one and reads every
+ * frame's header into it, so that a flood of tiny frames allocates nothing.
  */
-export function parseFrameHeader(bytes: Uint8Array): FrameHeader | undefined {
-  if (bytes.byteLength < 2) return undefined;
-  const first = bytes[0];
-  const second = bytes[1];
-  if ((first & 0x70) !== 0) throw new WebSocketError("A frame has RSV bits set.");
-  const opcode = first & 0x0f;
-  const fin = (first & 0x80) !== 0;
-  const isControl = opcode >= 0x8;
-  if (![0x0, 0x1, 0x2, 0x8, 0x9, 0xa].includes(opcode)) {
-    throw new WebSocketError(`A frame has the unknown opcode ${opcode}.`);
+export class FrameHeader {
+  /** Whether this is the last frame of its message. */
+  fin = false;
+  /** One of {@linkcode Opcode}. */
+  opcode: number = Opcode.continuation;
+  /** Payload length in bytes. */
+  length = 0;
+  /** The 4-byte masking key as a little-endian word, ready for {@linkcode unmask}. */
+  mask = 0;
+  /** Bytes the header took. */
+  headerBytes = 0;
+
+  /**
+   * Reads the header at `bytes[start]`; false when more bytes are needed.
+   * Throws {@linkcode WebSocketError} for a header no client may send: RSV
+   * bits set, an unknown opcode, an unmasked frame, a fragmented or oversized
+   * control frame, or a length beyond 2^53-1.
+   */
+  read(bytes: Uint8Array, start = 0): boolean {
+    const available = bytes.byteLength - start;
+    if (available < 2) return false;
+    const first = bytes[start];
+    const second = bytes[start + 1];
+    if ((first & 0x70) !== 0) throw new WebSocketError("A frame has RSV bits set.");
+    const opcode = first & 0x0f;
+    const fin = (first & 0x80) !== 0;
+    const isControl = opcode >= 0x8;
+    if (((KNOWN_OPCODES >>> opcode) & 1) === 0) {
+      throw new WebSocketError(`A frame has the unknown opcode ${opcode}.`);
+    }
+    if ((second & 0x80) === 0) throw new WebSocketError("A client frame is not masked.");
+    let length = second & 0x7f;
+    let offset = 2;
+    if (length === 126) {
+      if (available < 4) return false;
+      length = (bytes[start + 2] << 8) | bytes[start + 3];
+      offset = 4;
+    } else if (length === 127) {
+      if (available < 10) return false;
+      const view = new DataView(bytes.buffer, bytes.byteOffset + start + 2, 8);
+      const high = view.getUint32(0);
+      if (high > 0x1fffff) throw new WebSocketError("A frame is longer than 2^53-1 bytes.");
+      length = high * 2 ** 32 + view.getUint32(4);
+      offset = 10;
+    }
+    if (isControl && (!fin || length > MAX_CONTROL_PAYLOAD_BYTES)) {
+      throw new WebSocketError("A control frame is fragmented or longer than 125 bytes.");
+    }
+    if (available < offset + 4) return false;
+    const at = start + offset;
+    const mask = bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24);
+    this.fin = fin;
+    this.opcode = opcode;
+    this.length = length;
+    this.mask = mask >>> 0;
+    this.headerBytes = offset + 4;
+    return true;
   }
-  if ((second & 0x80) === 0) throw new WebSocketError("A client frame is not masked.");
-  let length = second & 0x7f;
-  let offset = 2;
-  if (length === 126) {
-    if (bytes.byteLength < 4) return undefined;
-    length = (bytes[2] << 8) | bytes[3];
-    offset = 4;
-  } else if (length === 127) {
-    if (bytes.byteLength < 10) return undefined;
-    const view = new DataView(bytes.buffer, bytes.byteOffset + 2, 8);
-    const high = view.getUint32(0);
-    if (high > 0x1fffff) throw new WebSocketError("A frame is longer than 2^53-1 bytes.");
-    length = high * 2 ** 32 + view.getUint32(4);
-    offset = 10;
-  }
-  if (isControl && (!fin || length > MAX_CONTROL_PAYLOAD_BYTES)) {
-    throw new WebSocketError("A control frame is fragmented or longer than 125 bytes.");
-  }
-  if (bytes.byteLength < offset + 4) return undefined;
-  const mask = bytes[offset] | (bytes[offset + 1] << 8) | (bytes[offset + 2] << 16) |
-    (bytes[offset + 3] << 24);
-  return { fin, opcode, length, mask: mask >>> 0, headerBytes: offset + 4 };
 }
 
 /**

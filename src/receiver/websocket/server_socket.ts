@@ -13,10 +13,10 @@ import {
   decodeClosePayload,
   encodeClosePayload,
   encodeFrame,
-  type FrameHeader,
+  FrameHeader,
+  MAX_CONTROL_PAYLOAD_BYTES,
   MAX_FRAME_HEADER_BYTES,
   Opcode,
-  parseFrameHeader,
   TransportCloseCode,
   unmask,
   WebSocketError,
@@ -24,6 +24,14 @@ import {
 
 /** Bytes asked of the connection per read. */
 const READ_BUFFER_BYTES = 256 * 1024 + MAX_FRAME_HEADER_BYTES;
+
+/**
+ * Most frames read past, while waiting for the peer's answer to a close: a
+ * relay may have a window's worth in flight (at most 4098 frames), but a peer
+ * that keeps sending tiny frames is dropped rather than parsed for the whole
+ * close timeout. Bytes are not counted: skipping a long message costs nothing.
+ */
+const MAX_FRAMES_WHILE_CLOSING = 16_384;
 
 /** How a connection ended. */
 export interface SocketClose {
@@ -51,23 +59,26 @@ export interface ServerSocketOptions {
   onMessage: (message: string | Uint8Array) => void;
   /** A message's header announced `length` bytes, beyond the limit; the socket waits for a close. */
   onTooLarge: (length: number, limit: number) => void;
+  /** The peer sent more pings than {@linkcode ServerSocket.pingBudget} allowed (none by default). */
+  onTooManyPings?: () => void;
   /** Called once when the connection has ended. */
   onClose: (close: SocketClose) => void;
-}
-
-/** A frame whose payload is being read. */
-interface PayloadInProgress {
-  header: FrameHeader;
-  /** Where the payload goes, or undefined while it is skipped. */
-  target: Uint8Array | undefined;
-  filled: number;
 }
 
 /** One server-side WebSocket connection. */
 export class ServerSocket {
   #options: ServerSocketOptions;
   #state: "open" | "closing" | "closed" = "open";
-  #payload: PayloadInProgress | undefined;
+  /** The header of the frame being read; one object, reused for every frame. */
+  #header = new FrameHeader();
+  /** Whether the payload of {@linkcode #header} is being read. */
+  #inPayload = false;
+  /** Where that payload goes, or undefined while it is skipped. */
+  #target: Uint8Array | undefined;
+  /** Payload bytes of the current frame read so far. */
+  #filled = 0;
+  /** Frames begun since this side started closing. */
+  #framesWhileClosing = 0;
   /** The fragmented message being assembled: its opcode and the parts so far. */
   #fragments: { opcode: number; parts: Uint8Array[]; bytes: number } | undefined;
   /** Set while the rest of a message is read past and dropped. */
@@ -78,8 +89,16 @@ export class ServerSocket {
   /** How the connection ends once the queued frames (a close) are written. */
   #endAfterWrites: SocketClose | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Where control frames' payloads are read: they are short, and a flood must not allocate. */
+  #controlPayload = new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES);
+  /** The payload of the latest ping not answered yet (RFC 6455 5.5.3 lets one pong answer all). */
+  #pongPayload = new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES);
+  /** Bytes of {@linkcode #pongPayload} to send, or undefined when no pong is due. */
+  #pongBytes: number | undefined;
   /** Longest message (the sum of its frames) accepted from now on. */
   maxMessageBytes: number;
+  /** How many more pings the peer may send before {@linkcode ServerSocketOptions.onTooManyPings}. */
+  pingBudget = Infinity;
 
   /** Takes over `conn` and starts reading at once. */
   constructor(options: ServerSocketOptions) {
@@ -148,8 +167,14 @@ export class ServerSocket {
   async #writeQueued(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#queue.length > 0 && this.#state !== "closed") {
+      while ((this.#queue.length > 0 || this.#pongBytes !== undefined) && !this.#isClosed()) {
         const frames = this.#queue.splice(0);
+        if (this.#pongBytes !== undefined) {
+          const pong = encodeFrame(Opcode.pong, this.#pongPayload.subarray(0, this.#pongBytes));
+          this.#pongBytes = undefined;
+          this.#unsentBytes += pong.byteLength;
+          frames.push(pong);
+        }
         const bytes = frames.length === 1 ? frames[0] : concat(frames);
         let done = 0;
         while (done < bytes.byteLength) {
@@ -197,25 +222,33 @@ export class ServerSocket {
 
   /** Handles every whole header and payload byte in buffer[start, end); returns the new start. */
   #consume(buffer: Uint8Array, start: number, end: number): number {
+    const filled = buffer.subarray(0, end);
     try {
       while (start < end && this.#state !== "closed") {
-        const payload = this.#payload;
-        if (payload === undefined) {
-          const header = parseFrameHeader(buffer.subarray(start, end));
-          if (header === undefined) return start;
+        const header = this.#header;
+        if (!this.#inPayload) {
+          if (!header.read(filled, start)) return start;
           start += header.headerBytes;
-          this.#beginFrame(header);
+          this.#beginFrame();
           continue;
         }
-        const take = Math.min(end - start, payload.header.length - payload.filled);
-        if (payload.target !== undefined) {
-          const chunk = payload.target.subarray(payload.filled, payload.filled + take);
+        const take = Math.min(end - start, header.length - this.#filled);
+        const target = this.#target;
+        if (target === this.#controlPayload) {
+          // At most 125 bytes: copied by hand, since a view per ping is what a flood of them
+          // would cost in garbage.
+          for (let i = 0; i < take; i++) {
+            const at = this.#filled + i;
+            target[at] = buffer[start + i] ^ ((header.mask >>> ((at & 3) * 8)) & 0xff);
+          }
+        } else if (target !== undefined) {
+          const chunk = target.subarray(this.#filled, this.#filled + take);
           chunk.set(buffer.subarray(start, start + take));
-          unmask(chunk, payload.header.mask, payload.filled);
+          unmask(chunk, header.mask, this.#filled);
         }
-        payload.filled += take;
+        this.#filled += take;
         start += take;
-        if (payload.filled === payload.header.length) this.#endFrame(payload);
+        if (this.#filled === header.length) this.#endFrame();
       }
     } catch (error) {
       if (!(error instanceof WebSocketError)) throw error;
@@ -225,7 +258,12 @@ export class ServerSocket {
     return start;
   }
 
-  #beginFrame(header: FrameHeader): void {
+  #beginFrame(): void {
+    if (this.#state === "closing" && ++this.#framesWhileClosing > MAX_FRAMES_WHILE_CLOSING) {
+      this.#end({ code: TransportCloseCode.abnormal, reason: "it kept sending after the close" });
+      return;
+    }
+    const header = this.#header;
     const { opcode } = header;
     const isData = opcode < Opcode.close;
     if (opcode === Opcode.continuation && this.#fragments === undefined && !this.#skipping) {
@@ -237,7 +275,8 @@ export class ServerSocket {
     ) {
       throw new WebSocketError("A new message began before the previous one ended.");
     }
-    let keep = true;
+    // Once closing, only the peer's close frame matters.
+    let keep = this.#state === "open" || opcode === Opcode.close;
     if (isData) {
       const total = (this.#fragments?.bytes ?? 0) + header.length;
       if (this.#skipping || this.#state !== "open") {
@@ -250,32 +289,48 @@ export class ServerSocket {
       // A dropped frame drops the rest of its message: nothing of it is kept.
       this.#skipping = !keep && !header.fin;
     }
-    const payload = { header, target: keep ? new Uint8Array(header.length) : undefined, filled: 0 };
-    this.#payload = payload;
-    if (header.length === 0) this.#endFrame(payload);
+    this.#target = !keep
+      ? undefined
+      : isData
+      ? new Uint8Array(header.length)
+      : this.#controlPayload;
+    this.#filled = 0;
+    this.#inPayload = true;
+    if (header.length === 0) this.#endFrame();
   }
 
-  #endFrame(payload: PayloadInProgress): void {
-    this.#payload = undefined;
-    const { header, target } = payload;
-    switch (header.opcode) {
+  #endFrame(): void {
+    this.#inPayload = false;
+    const { fin, opcode: frameOpcode, length } = this.#header;
+    const target = this.#target;
+    this.#target = undefined;
+    switch (frameOpcode) {
       case Opcode.close:
-        this.#onPeerClose(decodeClosePayload(target ?? empty));
+        this.#onPeerClose(decodeClosePayload(this.#controlPayload.subarray(0, length)));
         return;
       case Opcode.ping:
-        if (this.#state === "open") this.#enqueue(encodeFrame(Opcode.pong, target ?? empty));
+        if (target === undefined) return;
+        if (--this.pingBudget < 0) {
+          this.#options.onTooManyPings?.();
+          return;
+        }
+        // One pong answers every ping not answered yet, so a peer that pings and never reads
+        // cannot make the queue grow.
+        for (let i = 0; i < length; i++) this.#pongPayload[i] = target[i];
+        this.#pongBytes = length;
+        if (!this.#writing) this.#writeQueued();
         return;
       case Opcode.pong:
         return;
     }
     if (target === undefined || this.#state !== "open") return;
-    if (!header.fin) {
-      this.#fragments ??= { opcode: header.opcode, parts: [], bytes: 0 };
+    if (!fin) {
+      this.#fragments ??= { opcode: frameOpcode, parts: [], bytes: 0 };
       this.#fragments.parts.push(target);
       this.#fragments.bytes += target.byteLength;
       return;
     }
-    const opcode = this.#fragments?.opcode ?? header.opcode;
+    const opcode = this.#fragments?.opcode ?? frameOpcode;
     const whole = this.#fragments === undefined
       ? target
       : concat([...this.#fragments.parts, target]);
@@ -283,7 +338,7 @@ export class ServerSocket {
     if (opcode === Opcode.text) {
       let text: string;
       try {
-        text = new TextDecoder("utf-8", { fatal: true }).decode(whole);
+        text = strictUtf8.decode(whole);
       } catch {
         throw new WebSocketError("A text message is not valid UTF-8.", 1007);
       }
@@ -327,6 +382,7 @@ export class ServerSocket {
     this.#state = "closed";
     clearTimeout(this.#closeTimer);
     this.#queue = [];
+    this.#pongBytes = undefined;
     try {
       this.#options.conn.close();
     } catch {
@@ -342,6 +398,9 @@ function abnormal(error: unknown): SocketClose {
 }
 
 const empty = new Uint8Array();
+
+/** Decodes whole messages (never streaming), so one decoder serves every connection. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
