@@ -8,6 +8,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { Random } from "./random.ts";
 
 /** Bytes generated per batch before they are encoded and handed out. */
 const BATCH_BYTES = 1024 * 1024;
@@ -18,34 +19,6 @@ export interface CorpusDigest {
   bytes: number;
   /** Lower-case hex SHA-256. */
   sha256: string;
-}
-
-/** mulberry32: tiny, fast and deterministic; quality is beside the point here. */
-class Random {
-  #state: number;
-
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** An integer in [0, n). */
-  below(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-
-  /** One of `items`. */
-  pick<T>(items: readonly T[]): T {
-    return items[this.below(items.length)];
-  }
 }
 
 const ESC = "\x1b";

@@ -1,16 +1,29 @@
 /**
  * The benchmark's command line: sizes, run counts and which cases to run,
- * with full-size defaults and a `--quick` preset of tiny sizes for the smoke
- * test.
+ * declared as a flag table for the project's own parser (src/cli/flags.ts),
+ * which also renders `--help`; full-size defaults, and a `--quick` preset of
+ * tiny sizes for the smoke test.
  *
  * @module
  */
 
 import { fileURLToPath } from "node:url";
-import { BYTES_PER_MB, BYTES_PER_MIB, parseSize } from "./stats.ts";
+import { UsageError } from "../src/errors.ts";
+import { type CommandSpec, flag, type FlagValues, parseFlags } from "../src/cli/flags.ts";
+import { formatHelp } from "../src/cli/help.ts";
+import { BYTES_PER_MB, BYTES_PER_MIB, formatSize, parseSize } from "./stats.ts";
 
 /** Every case, in the order they run. */
-export const CASE_NAMES = ["bulk", "small", "latency", "memory", "scale", "startup"] as const;
+export const CASE_NAMES = [
+  "bulk",
+  "small",
+  "latency",
+  "memory",
+  "scale",
+  "startup",
+  "source",
+  "attacks",
+] as const;
 
 /** One of the benchmark's cases. */
 export type CaseName = typeof CASE_NAMES[number];
@@ -53,13 +66,17 @@ export interface BenchOptions {
   scaleAloneRuns: number;
   /** Runs of the start-up case. */
   startupRuns: number;
+  /** Bytes of the generated source tree of the source-transfer case. */
+  sourceBytes: number;
+  /** Timed runs of the source-transfer case, each with and without the source. */
+  sourceRuns: number;
+  /** How long each attack of the attacks case lasts. */
+  attackSeconds: number;
   /** socat's transfer size for the baseline. */
   socatBlockBytes: number;
   /** Where results go. */
   outDir: string;
 }
-
-const DEFAULT_OUT_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 
 /** Full-size defaults, as the issue asks for. */
 export function defaultOptions(): BenchOptions {
@@ -82,13 +99,16 @@ export function defaultOptions(): BenchOptions {
     scaleBytes: 20 * BYTES_PER_MB,
     scaleAloneRuns: 3,
     startupRuns: 10,
+    sourceBytes: 500 * BYTES_PER_MB,
+    sourceRuns: 3,
+    attackSeconds: 30,
     socatBlockBytes: 64 * 1024,
-    outDir: DEFAULT_OUT_DIR,
+    outDir: fileURLToPath(new URL("./results/", import.meta.url)),
   };
 }
 
 /** Tiny sizes for `--quick`: a few seconds in all. */
-function quickOptions(): BenchOptions {
+export function quickOptions(): BenchOptions {
   return {
     ...defaultOptions(),
     quick: true,
@@ -106,137 +126,238 @@ function quickOptions(): BenchOptions {
     scaleBytes: 2 * BYTES_PER_MB,
     scaleAloneRuns: 1,
     startupRuns: 2,
+    sourceBytes: 4 * BYTES_PER_MB,
+    sourceRuns: 1,
+    attackSeconds: 3,
     // Never over the committed full-size results.
     outDir: fileURLToPath(new URL("./results/quick/", import.meta.url)),
   };
 }
 
-/** The flags, their meaning, and how each sets an option. */
-const FLAGS: ReadonlyArray<{
-  name: string;
-  help: string;
-  apply: (options: BenchOptions, value: string) => void;
-}> = [
-  {
-    name: "cases",
-    help: `comma-separated cases to run (${CASE_NAMES.join(",")}); default all`,
-    apply: (o, v) => {
-      const names = v.split(",").map((name) => name.trim()).filter((name) => name.length > 0);
-      for (const name of names) {
-        if (!(CASE_NAMES as readonly string[]).includes(name)) {
-          throw new RangeError(`Unknown case ${JSON.stringify(name)}.`);
-        }
-      }
-      o.cases = names as CaseName[];
-    },
-  },
-  { name: "seed", help: "seed of the generated corpus (42)", apply: (o, v) => o.seed = count(v) },
-  {
-    name: "bulk-size",
-    help: "bulk corpus size, e.g. 1GiB, 256MiB (1GiB)",
-    apply: (o, v) => o.bulkBytes = parseSize(v),
-  },
-  { name: "bulk-runs", help: "runs per route, bulk (5)", apply: (o, v) => o.bulkRuns = count(v) },
-  {
-    name: "small-lines",
-    help: "80-byte line writes (10000000)",
-    apply: (o, v) => o.smallLines = count(v),
-  },
-  {
-    name: "small-runs",
-    help: "runs per route, small writes (3)",
-    apply: (o, v) => o.smallRuns = count(v),
-  },
-  {
-    name: "fast-ticks",
-    help: "lines of the 1 ms latency case (10000)",
-    apply: (o, v) => o.fastTicks = count(v),
-  },
-  {
-    name: "slow-ticks",
-    help: "lines of the lone-line latency case, one a second (20)",
-    apply: (o, v) => o.slowTicks = count(v),
-  },
-  {
-    name: "memory-small-size",
-    help: "smaller full-speed memory corpus (128MiB)",
-    apply: (o, v) => o.memorySmallBytes = parseSize(v),
-  },
-  {
-    name: "throttled-sizes",
-    help: "two corpus sizes for the throttled reader (8MB,32MB)",
-    apply: (o, v) => {
-      const [small, large] = v.split(",").map(parseSize);
-      if (large === undefined) throw new RangeError("--throttled-sizes takes two sizes.");
-      o.throttledBytes = [small, large];
-    },
-  },
-  {
-    name: "throttle-rate",
-    help: "throttled reader's bytes per second (1MB)",
-    apply: (o, v) => o.throttleBytesPerSecond = parseSize(v),
-  },
-  {
-    name: "scale-builds",
-    help: "concurrent builds (50)",
-    apply: (o, v) => o.scaleBuilds = count(v),
-  },
-  {
-    name: "scale-size",
-    help: "bytes per concurrent build (20MB)",
-    apply: (o, v) => o.scaleBytes = parseSize(v),
-  },
-  {
-    name: "startup-runs",
-    help: "start-up runs (10)",
-    apply: (o, v) => o.startupRuns = count(v),
-  },
-  {
-    name: "socat-block",
-    help: "socat -b for the baseline (64KiB)",
-    apply: (o, v) => o.socatBlockBytes = parseSize(v),
-  },
-  { name: "out", help: "results directory (bench/results)", apply: (o, v) => o.outDir = v },
-];
+const FULL = defaultOptions();
+const QUICK = quickOptions();
 
-function count(text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(`Not a positive whole number: ${JSON.stringify(text)}.`);
-  }
-  return value;
+/**
+ * Both presets of an option for its help text. The flags have no default of
+ * their own: an absent one takes the preset's value, which `--quick` chooses,
+ * wherever it stands on the command line.
+ */
+function presets<K extends keyof BenchOptions>(
+  key: K,
+  show: (value: BenchOptions[K]) => string = String,
+): string {
+  const [full, quick] = [show(FULL[key]), show(QUICK[key])];
+  return full === quick ? `[default: ${full}]` : `[default: ${full}; with --quick: ${quick}]`;
 }
 
-/** The `--help` text. */
+const sizePresets = (key: "bulkBytes" | "memorySmallBytes" | "scaleBytes"): string =>
+  presets(key, formatSize);
+
+/** The bench's command line, in the form of a phonehome command's. */
+export const benchSpec = {
+  name: "bench",
+  usage: "bench [--quick] [options]",
+  summary: "Runs phonehome's benchmarks side by side with a baseline measured in the same " +
+    "run (socat, Deno alone, one build alone), prints one table, and writes JSON, Markdown " +
+    "and SVG charts to the results directory. Exits 1 if any byte was lost or any process " +
+    "failed, never because of a timing.",
+  takesCommand: false,
+  flags: {
+    quick: flag({
+      kind: "boolean",
+      default: false,
+      help: "Tiny sizes (a few seconds a case): checks that it works, measures nothing worth " +
+        "quoting. Flags given beside it override its sizes.",
+    }),
+    cases: flag({
+      kind: "string",
+      valueName: "LIST",
+      help: `Comma-separated cases to run (${CASE_NAMES.join(",")}); all by default.`,
+    }),
+    seed: flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Seed of the generated corpus. ${presets("seed")}`,
+    }),
+    "bulk-size": flag({
+      kind: "string",
+      valueName: "SIZE",
+      help: `Bulk corpus size, such as 1GiB or 256MiB. ${sizePresets("bulkBytes")}`,
+    }),
+    "bulk-runs": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Timed runs per route of the bulk case. ${presets("bulkRuns")}`,
+    }),
+    "small-lines": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `80-byte line writes of the small-writes case. ${presets("smallLines")}`,
+    }),
+    "small-runs": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Timed runs per route of the small-writes case. ${presets("smallRuns")}`,
+    }),
+    "fast-ticks": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Lines of the latency case with a line every 1 ms. ${presets("fastTicks")}`,
+    }),
+    "slow-ticks": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Lines of the lone-line latency case. ${presets("slowTicks")}`,
+    }),
+    "memory-small-size": flag({
+      kind: "string",
+      valueName: "SIZE",
+      help: `The smaller corpus of the full-speed memory runs. ${sizePresets("memorySmallBytes")}`,
+    }),
+    "throttled-sizes": flag({
+      kind: "string",
+      valueName: "SIZE,SIZE",
+      help: "The two corpus sizes of the throttled-reader memory runs. " +
+        presets("throttledBytes", (sizes) => sizes.map(formatSize).join(",")),
+    }),
+    "throttle-rate": flag({
+      kind: "string",
+      valueName: "SIZE",
+      help: "The throttled reader's bytes per second. " +
+        presets("throttleBytesPerSecond", formatSize),
+    }),
+    "scale-builds": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Concurrent builds of the scale case. ${presets("scaleBuilds")}`,
+    }),
+    "scale-size": flag({
+      kind: "string",
+      valueName: "SIZE",
+      help: `Bytes each concurrent build writes. ${sizePresets("scaleBytes")}`,
+    }),
+    "startup-runs": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Runs of the start-up case. ${presets("startupRuns")}`,
+    }),
+    "source-mb": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "MB",
+      help: "Size of the generated source tree of the source case, in MB (10^6 bytes). " +
+        presets("sourceBytes", (bytes) => String(bytes / BYTES_PER_MB)),
+    }),
+    "source-runs": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "N",
+      help: `Timed runs of the source case, each with and without it. ${presets("sourceRuns")}`,
+    }),
+    "attack-seconds": flag({
+      kind: "integer",
+      min: 1,
+      valueName: "S",
+      help: `How long each attack of the attacks case lasts. ${presets("attackSeconds")}`,
+    }),
+    "socat-block": flag({
+      kind: "string",
+      valueName: "SIZE",
+      help: `socat's -b for the baseline. ${presets("socatBlockBytes", formatSize)}`,
+    }),
+    out: flag({
+      kind: "string",
+      valueName: "DIR",
+      help: "Results directory. [default: bench/results; with --quick: bench/results/quick]",
+    }),
+  },
+} as const satisfies CommandSpec;
+
+type BenchFlags = FlagValues<typeof benchSpec.flags>;
+
+/** The project's help and errors name phonehome; the bench is run as a task of its own. */
+function asBenchTask(text: string): string {
+  return text.replaceAll("phonehome bench", "deno task bench");
+}
+
+/** The `--help` text, rendered from the flag table like phonehome's. */
 export function usage(): string {
-  const lines = FLAGS.map((flag) => `  --${flag.name.padEnd(20)}${flag.help}`);
-  return [
-    "Usage: deno task bench [--quick] [--flag=value ...]",
-    "",
-    "Runs phonehome's benchmarks side by side with a socat baseline measured in the same run,",
-    "prints one table, and writes JSON, Markdown and SVG charts to the results directory.",
-    "",
-    "  --quick               tiny sizes (a few seconds): checks that it works, nothing more",
-    ...lines,
-    "",
-  ].join("\n");
+  return asBenchTask(formatHelp(benchSpec));
 }
 
-/** Parses the command line; `--quick` sets the preset, and later flags override it. */
-export function parseOptions(args: readonly string[]): BenchOptions | "help" {
-  const options = args.includes("--quick") ? quickOptions() : defaultOptions();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--quick") continue;
-    if (arg === "--help" || arg === "-h") return "help";
-    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    const flag = match === null ? undefined : FLAGS.find((f) => f.name === match[1]);
-    if (match === null || flag === undefined) {
-      throw new RangeError(`Unknown argument ${JSON.stringify(arg)}; see --help.`);
-    }
-    const value = match[2] ?? args[++i];
-    if (value === undefined) throw new RangeError(`--${flag.name} needs a value.`);
-    flag.apply(options, value);
+function size(text: string, name: string): number {
+  try {
+    return parseSize(text);
+  } catch (error) {
+    throw new UsageError(`--${name}: ${(error as Error).message}`);
   }
+}
+
+function caseNames(text: string): CaseName[] {
+  const names = text.split(",").map((name) => name.trim()).filter((name) => name.length > 0);
+  for (const name of names) {
+    if (!(CASE_NAMES as readonly string[]).includes(name)) {
+      throw new UsageError(`Unknown case ${JSON.stringify(name)} in --cases.`);
+    }
+  }
+  return names as CaseName[];
+}
+
+function throttledSizes(text: string): [number, number] {
+  const sizes = text.split(",").map((part) => size(part, "throttled-sizes"));
+  if (sizes.length !== 2) throw new UsageError("--throttled-sizes takes two sizes.");
+  return [sizes[0], sizes[1]];
+}
+
+/** The preset `values.quick` chooses, with every flag given laid over it. */
+function withFlags(values: BenchFlags): BenchOptions {
+  const options = values.quick ? quickOptions() : defaultOptions();
+  const given = <T>(value: T | undefined, apply: (value: T) => void): void => {
+    if (value !== undefined) apply(value);
+  };
+  given(values.cases, (v) => options.cases = caseNames(v));
+  given(values.seed, (v) => options.seed = v);
+  given(values["bulk-size"], (v) => options.bulkBytes = size(v, "bulk-size"));
+  given(values["bulk-runs"], (v) => options.bulkRuns = v);
+  given(values["small-lines"], (v) => options.smallLines = v);
+  given(values["small-runs"], (v) => options.smallRuns = v);
+  given(values["fast-ticks"], (v) => options.fastTicks = v);
+  given(values["slow-ticks"], (v) => options.slowTicks = v);
+  given(
+    values["memory-small-size"],
+    (v) => options.memorySmallBytes = size(v, "memory-small-size"),
+  );
+  given(values["throttled-sizes"], (v) => options.throttledBytes = throttledSizes(v));
+  given(values["throttle-rate"], (v) => options.throttleBytesPerSecond = size(v, "throttle-rate"));
+  given(values["scale-builds"], (v) => options.scaleBuilds = v);
+  given(values["scale-size"], (v) => options.scaleBytes = size(v, "scale-size"));
+  given(values["startup-runs"], (v) => options.startupRuns = v);
+  given(values["source-mb"], (v) => options.sourceBytes = v * BYTES_PER_MB);
+  given(values["source-runs"], (v) => options.sourceRuns = v);
+  given(values["attack-seconds"], (v) => options.attackSeconds = v);
+  given(values["socat-block"], (v) => options.socatBlockBytes = size(v, "socat-block"));
+  given(values.out, (v) => options.outDir = v);
   return options;
+}
+
+/**
+ * Parses the command line; `--quick` chooses the preset, and every flag given
+ * overrides it. Throws {@linkcode UsageError} with a one-line message.
+ */
+export function parseOptions(args: readonly string[]): BenchOptions | "help" {
+  try {
+    const flags = parseFlags(benchSpec, args, () => undefined);
+    return flags.help ? "help" : withFlags(flags.values);
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(asBenchTask(error.message));
+    throw error;
+  }
 }

@@ -24,6 +24,8 @@ export interface ReadOptions {
    * the hashing does not take CPU from the processes measured.
    */
   hash?: boolean;
+  /** Called once, when the first byte has arrived (a build is under way). */
+  onFirstByte?: () => void;
 }
 
 /** What the reader saw. */
@@ -76,7 +78,10 @@ export async function readOutput(
       if (done || value === undefined) break;
       const now = performance.now();
       clock?.take(value, performance.timeOrigin + now);
-      if (bytes === 0) firstByteAt = now;
+      if (bytes === 0) {
+        firstByteAt = now;
+        options.onFirstByte?.();
+      }
       lastByteAt = now;
       bytes += value.byteLength;
       hash?.update(value);

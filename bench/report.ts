@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { AttacksData } from "./attacks.ts";
 import type { BenchContext, Row } from "./context.ts";
 import type { LatencyCaseResult } from "./latency.ts";
 import type { ScaleRound } from "./scale.ts";
@@ -74,8 +75,23 @@ function cells(row: Row): string[] {
   return [row.case, row.figure, row.phonehome, row.baseline, row.ratio, row.target, met];
 }
 
+/** The number a row's case starts with ("7. Attacks": 7). */
+function caseNumber(row: Row): number {
+  return Number(/^(\d+)\./.exec(row.case)?.[1] ?? Number.MAX_SAFE_INTEGER);
+}
+
+/**
+ * Rows by case number, each case's in the order they were added: a case may
+ * add a row under another's number (the source transfer's MB/s beside the
+ * bulk output's), whenever it runs.
+ */
+export function inCaseOrder(rows: readonly Row[]): Row[] {
+  return [...rows].sort((a, b) => caseNumber(a) - caseNumber(b));
+}
+
 /** The table as aligned text, with how each figure was measured as numbered notes below. */
-export function textTable(rows: readonly Row[]): string {
+export function textTable(unordered: readonly Row[]): string {
+  const rows = inCaseOrder(unordered);
   const body = rows.map((row, i) => {
     const c = cells(row);
     c[1] = `${c[1]} [${i + 1}]`;
@@ -103,7 +119,9 @@ export function markdownTable(rows: readonly Row[]): string {
   return [
     `| ${header.join(" | ")} |`,
     `| ${header.map(() => "---").join(" | ")} |`,
-    ...rows.map((row) => `| ${[...cells(row), row.how].map(markdownCell).join(" | ")} |`),
+    ...inCaseOrder(rows).map((row) =>
+      `| ${[...cells(row), row.how].map(markdownCell).join(" | ")} |`
+    ),
   ].join("\n");
 }
 
@@ -262,6 +280,39 @@ function memorySvg(context: BenchContext): string | undefined {
   });
 }
 
+function attacksSvg(context: BenchContext): string | undefined {
+  const attacks = context.data.attacks as AttacksData | undefined;
+  if (attacks === undefined) return undefined;
+  const megabytes = (value: number): string => `${fixed(value / BYTES_PER_MB, 1)} MB`;
+  const runs = [{ ...attacks.undisturbed, name: "the build undisturbed" }, ...attacks.runs];
+  return barChart({
+    title: `Receiver memory under ${attacks.attackSeconds} s attacks by a holder of the secret`,
+    groups: runs.map((run) => ({
+      heading: run.name,
+      bars: [
+        {
+          name: "peak RSS (VmHWM)",
+          value: run.receiverPeakRssBytes,
+          text: megabytes(run.receiverPeakRssBytes),
+          colour: COLOURS.phonehome,
+        },
+        {
+          name: "private (largest RssAnon)",
+          value: run.receiverPeakAnonymousRssBytes,
+          text: megabytes(run.receiverPeakAnonymousRssBytes),
+          colour: "#8250df",
+        },
+      ],
+    })),
+    scalePerGroup: false,
+    marks: [{
+      value: attacks.targetBytes,
+      text: `target ${megabytes(attacks.targetBytes)}`,
+      colour: COLOURS.target,
+    }],
+  });
+}
+
 /** Chart files written, by file name. */
 export function charts(context: BenchContext): Record<string, string> {
   const out: Record<string, string> = {};
@@ -271,6 +322,8 @@ export function charts(context: BenchContext): Record<string, string> {
   if (throughput !== undefined) out["throughput.svg"] = throughput;
   const memory = memorySvg(context);
   if (memory !== undefined) out["memory.svg"] = memory;
+  const attacks = attacksSvg(context);
+  if (attacks !== undefined) out["attacks.svg"] = attacks;
   return out;
 }
 

@@ -9,7 +9,9 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { childPids, PeakRssSampler, processName } from "./memory.ts";
+import { childrenOf } from "../src/process_tree.ts";
+import { processName } from "../tests/support/proc_status.ts";
+import { ProcessSampler } from "./process_sampler.ts";
 import { type ReadOptions, readOutput, type ReadResult } from "./reader.ts";
 
 /** The CLI entry point measured. */
@@ -60,6 +62,8 @@ export interface RouteRun {
   peakRss: { relay: number; receiver: number };
   /** The same processes' largest sampled private (anonymous) RSS, without shared code pages. */
   peakAnonymousRss: { relay: number; receiver: number };
+  /** The same processes' CPU seconds (user and system), at the last sample before each exited. */
+  cpuSeconds: { relay: number; receiver: number };
   /** What the processes said on stderr (for a failure report). */
   stderr: string;
 }
@@ -73,28 +77,22 @@ export function cleanEnvironment(): Record<string, string> {
   );
 }
 
+/** Arguments of `deno` that run `phonehome ...args` from this checkout. */
+export function phonehomeArgs(...args: readonly string[]): string[] {
+  return ["run", "-A", "--quiet", `--config=${CONFIG}`, MAIN, ...args];
+}
+
 /** Arguments that run `phonehome build` with `flags` around `command`. */
 export function phonehomeBuildArgs(
   command: readonly string[],
   flags: readonly string[] = [],
 ): string[] {
-  return [
-    "run",
-    "-A",
-    "--quiet",
-    `--config=${CONFIG}`,
-    MAIN,
-    "build",
-    "--idle-interval=0",
-    ...flags,
-    "--",
-    ...command,
-  ];
+  return phonehomeArgs("build", "--idle-interval=0", ...flags, "--", ...command);
 }
 
 /** The first child of `pid` named `name`, if it has one yet. */
 export function childNamed(pid: number, name: string): number | undefined {
-  return childPids(pid).find((child) => processName(child) === name);
+  return childrenOf(pid).find((child) => processName(child) === name);
 }
 
 function freePort(): number {
@@ -104,11 +102,18 @@ function freePort(): number {
   return port;
 }
 
-/** Starts `program` with piped output, no input, and the bench's clean environment. */
-export function spawn(program: string, args: readonly string[]): Deno.ChildProcess {
+/**
+ * Starts `program` with piped output, no input, and the bench's clean
+ * environment plus `env`.
+ */
+export function spawn(
+  program: string,
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): Deno.ChildProcess {
   return new Deno.Command(program, {
     args: [...args],
-    env: cleanEnvironment(),
+    env: { ...cleanEnvironment(), ...env },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
@@ -124,14 +129,14 @@ interface Started {
   all: Record<string, Deno.ChildProcess>;
 }
 
-function startPhonehome(options: RouteRunOptions, sampler: PeakRssSampler): Started {
+function startPhonehome(options: RouteRunOptions, sampler: ProcessSampler): Started {
   const build = spawn(DENO, phonehomeBuildArgs(options.command, options.buildFlags));
   sampler.watch("receiver", () => build.pid);
   sampler.watch("relay", () => childNamed(build.pid, "deno"));
   return { output: build, all: { build } };
 }
 
-function startSocat(options: RouteRunOptions, sampler: PeakRssSampler): Started {
+function startSocat(options: RouteRunOptions, sampler: ProcessSampler): Started {
   const port = freePort();
   const block = String(options.socatBlockBytes);
   const listener = spawn("socat", [
@@ -158,7 +163,7 @@ function startSocat(options: RouteRunOptions, sampler: PeakRssSampler): Started 
 
 /** Runs `options.command` through a route to the reader and waits for every process to exit. */
 export async function runRoute(options: RouteRunOptions): Promise<RouteRun> {
-  const sampler = new PeakRssSampler();
+  const sampler = new ProcessSampler();
   const startedAt = performance.now();
   const started = options.route === "phonehome"
     ? startPhonehome(options, sampler)
@@ -184,6 +189,7 @@ export async function runRoute(options: RouteRunOptions): Promise<RouteRun> {
     sampler.sample();
     const peaks = sampler.stop();
     const anonymous = sampler.anonymousPeaks();
+    const cpu = sampler.cpuSeconds();
     const exitCodes = Object.fromEntries(
       Object.keys(started.all).map((role, i) => [role, statuses[i].code]),
     );
@@ -195,6 +201,7 @@ export async function runRoute(options: RouteRunOptions): Promise<RouteRun> {
       exitCodes,
       peakRss: { relay: peaks.relay, receiver: peaks.receiver },
       peakAnonymousRss: { relay: anonymous.relay, receiver: anonymous.receiver },
+      cpuSeconds: { relay: cpu.relay, receiver: cpu.receiver },
       stderr: (await Promise.all(errors)).join(""),
     };
   } finally {

@@ -8,20 +8,24 @@
  * @module
  */
 
+import { attacksCase } from "./attacks.ts";
 import { BenchContext } from "./context.ts";
 import { latencyCase } from "./latency.ts";
+import { memoryCase } from "./memory.ts";
 import { type BenchOptions, type CaseName, parseOptions, usage } from "./options.ts";
 import {
   charts,
   describeMachine,
+  inCaseOrder,
   machineLine,
   markdownReport,
   markdownTable,
   textTable,
 } from "./report.ts";
 import { scaleCase } from "./scale.ts";
+import { sourceCase } from "./source.ts";
 import { startupCase } from "./startup.ts";
-import { bulkCase, memoryCase, smallWritesCase } from "./throughput.ts";
+import { bulkCase, smallWritesCase } from "./throughput.ts";
 
 const CASES: Record<CaseName, (context: BenchContext) => Promise<void>> = {
   bulk: bulkCase,
@@ -30,6 +34,8 @@ const CASES: Record<CaseName, (context: BenchContext) => Promise<void>> = {
   memory: memoryCase,
   scale: scaleCase,
   startup: startupCase,
+  source: sourceCase,
+  attacks: attacksCase,
 };
 
 /** JSON with arrays of numbers on one line each: thousands of latencies stay readable. */
@@ -97,7 +103,7 @@ export async function runBench(options: BenchOptions, args: readonly string[]): 
       command,
       machine,
       options,
-      rows: context.rows,
+      rows: inCaseOrder(context.rows),
       failures: context.failures,
       cases: context.data,
     }) + "\n",

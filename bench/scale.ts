@@ -9,7 +9,7 @@
  */
 
 import type { BenchContext, Corpus } from "./context.ts";
-import { PeakRssSampler } from "./memory.ts";
+import { ProcessSampler } from "./process_sampler.ts";
 import { childNamed, DENO, phonehomeBuildArgs, spawn } from "./routes.ts";
 import { BYTES_PER_MB, fixed, mb, median } from "./stats.ts";
 
@@ -63,8 +63,10 @@ function watchText(
 }
 
 /** Peak RSS labels of build `i`, and how to find its processes under the bash wrapper. */
-function watchBuild(sampler: PeakRssSampler, i: number, wrapper: number): void {
-  const receiver = (): number | undefined => childNamed(wrapper, "deno");
+function watchBuild(sampler: ProcessSampler, i: number, wrapper: number): void {
+  // Finding a child scans /proc: the relay's finder reuses the receiver once found.
+  let receiverPid: number | undefined;
+  const receiver = (): number | undefined => (receiverPid ??= childNamed(wrapper, "deno"));
   sampler.watch(`receiver-${i}`, receiver);
   sampler.watch(`relay-${i}`, () => {
     const pid = receiver();
@@ -78,7 +80,7 @@ async function round(context: BenchContext, corpus: Corpus, builds: number): Pro
   if (!made.success) throw new Error(`mkfifo ${gate} failed.`);
   // Read-write, so opening never blocks and the newlines wait in the pipe for late readers.
   using gateFile = await Deno.open(gate, { read: true, write: true });
-  const sampler = new PeakRssSampler(SCALE_SAMPLE_INTERVAL_MS);
+  const sampler = new ProcessSampler(SCALE_SAMPLE_INTERVAL_MS);
   const children = Array.from({ length: builds }, (_, i) => {
     // Each build has a reader of its own, as each push has its own SSH session: sha256sum,
     // so that one bench process reading every build does not become the bottleneck.

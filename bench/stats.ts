@@ -8,6 +8,9 @@
 /** Bytes in a decimal megabyte; throughput and memory are reported in MB (10^6 bytes). */
 export const BYTES_PER_MB = 1_000_000;
 
+/** Bytes in a decimal gigabyte, for CPU time per GB. */
+export const BYTES_PER_GB = 1000 * BYTES_PER_MB;
+
 /** Bytes in a mebibyte, for sizes given on the command line. */
 export const BYTES_PER_MIB = 1024 * 1024;
 
@@ -56,6 +59,13 @@ export function mb(bytes: number): string {
   return `${fixed(bytes / BYTES_PER_MB, 1)} MB`;
 }
 
+/** Formats a size for reading: `1 GiB`, `128 MiB`, or decimal megabytes when neither is exact. */
+export function sizeText(bytes: number): string {
+  if (bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3} GiB`;
+  if (bytes >= BYTES_PER_MIB && bytes % BYTES_PER_MIB === 0) return `${bytes / BYTES_PER_MIB} MiB`;
+  return mb(bytes);
+}
+
 /** Parses a size such as `1GiB`, `256MiB`, `20MB`, `64k` or `1048576` into bytes. */
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$/i.exec(text.trim());
@@ -74,4 +84,20 @@ export function parseSize(text: string): number {
     gb: 1000 * BYTES_PER_MB,
   };
   return Math.round(Number(match[1]) * units[match[2].toLowerCase()]);
+}
+
+/** Units {@linkcode formatSize} tries, largest first: binary ones where the size is exact. */
+const SIZE_UNITS: ReadonlyArray<[string, number]> = [
+  ["GiB", 1024 * BYTES_PER_MIB],
+  ["GB", 1000 * BYTES_PER_MB],
+  ["MiB", BYTES_PER_MIB],
+  ["MB", BYTES_PER_MB],
+  ["KiB", 1024],
+  ["kB", 1000],
+];
+
+/** Writes bytes as a size {@linkcode parseSize} reads back: `1GiB`, `8MB`, `64KiB`, `100`. */
+export function formatSize(bytes: number): string {
+  const unit = SIZE_UNITS.find(([, unitBytes]) => bytes >= unitBytes && bytes % unitBytes === 0);
+  return unit === undefined ? String(bytes) : `${bytes / unit[1]}${unit[0]}`;
 }

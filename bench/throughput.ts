@@ -1,9 +1,9 @@
 /**
- * Cases 1, 2 and 4: bulk throughput, many small writes, and peak memory of
- * relay and receiver at full speed and behind a throttled reader, each
- * against the socat baseline run in between, so both see the same machine.
- * The bulk case also runs phonehome with the build's stdout and stderr on one
- * pipe (`--merge`), beside the usual two.
+ * Cases 1 and 2: bulk throughput and many small writes, each against the
+ * socat baseline run in between, so both see the same machine. The bulk case
+ * also runs phonehome with the build's stdout and stderr on one pipe
+ * (`--merge`), beside the usual two, and reports the CPU time each process
+ * in the middle spends per GB.
  *
  * @module
  */
@@ -11,19 +11,17 @@
 import { fileURLToPath } from "node:url";
 import type { BenchContext } from "./context.ts";
 import type { CorpusDigest } from "./corpus.ts";
-import { peakRssBytes } from "./memory.ts";
 import type { ReadOptions } from "./reader.ts";
 import { DENO, type Route, type RouteRun, runRoute } from "./routes.ts";
 import { SMALL_LINE_BYTES, smallLinesDigest } from "./small_lines.ts";
-import { BYTES_PER_MB, fixed, mb, median } from "./stats.ts";
+import { clockTicksPerSecond } from "../tests/support/proc_status.ts";
+import { BYTES_PER_GB, BYTES_PER_MB, fixed, median, sizeText } from "./stats.ts";
 
 const SMALL_WRITER = fileURLToPath(new URL("./small_writer.ts", import.meta.url));
-const IDLE_DENO = fileURLToPath(new URL("./idle_deno.ts", import.meta.url));
 
 /** Targets from the issue. */
 const BULK_TARGET_RATIO = 0.6;
 const SMALL_TARGET_RATIO = 0.5;
-const RSS_TARGET_BYTES = 80 * BYTES_PER_MB;
 
 /**
  * One way through a throughput case: a route, and what `phonehome build` is
@@ -64,6 +62,8 @@ export interface ThroughputSeries {
   peakRss: Array<{ relay: number; receiver: number }>;
   /** Their largest private (anonymous) RSS in each run. */
   peakAnonymousRss: Array<{ relay: number; receiver: number }>;
+  /** Their CPU seconds (user and system) in each run. */
+  cpuSeconds: Array<{ relay: number; receiver: number }>;
 }
 
 /** Throughput of one run: bytes over the time from the first to the last byte read. */
@@ -90,6 +90,7 @@ async function series<K extends string>(
     bytesPerSecond: [],
     peakRss: [],
     peakAnonymousRss: [],
+    cpuSeconds: [],
   }])) as unknown as Record<K, ThroughputSeries>;
   const run = (key: K, read?: ReadOptions): Promise<RouteRun> =>
     runRoute({
@@ -122,6 +123,7 @@ async function series<K extends string>(
       result[key].bytesPerSecond.push(rate);
       result[key].peakRss.push(done.peakRss);
       result[key].peakAnonymousRss.push(done.peakAnonymousRss);
+      result[key].cpuSeconds.push(done.cpuSeconds);
       context.progress(
         `${options.what}: ${options.lanes[key].name} run ${i + 1}/${options.runs}: ${
           fixed(rate / BYTES_PER_MB, 1)
@@ -152,10 +154,57 @@ function ratioText(value: number): string {
   return fixed(value, 2);
 }
 
-function sizeText(bytes: number): string {
-  if (bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3} GiB`;
-  if (bytes >= 1024 ** 2 && bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2} MiB`;
-  return mb(bytes);
+/** CPU seconds per GB of the two processes in the middle. */
+export interface CpuPerGb {
+  relay: number;
+  receiver: number;
+}
+
+/** A lane's CPU seconds per GB (10^9 bytes) of `bytes`, each side the median of its runs. */
+function cpuPerGb(series: ThroughputSeries, bytes: number): CpuPerGb {
+  const gb = bytes / BYTES_PER_GB;
+  return {
+    relay: median(series.cpuSeconds.map((cpu) => cpu.relay / gb)),
+    receiver: median(series.cpuSeconds.map((cpu) => cpu.receiver / gb)),
+  };
+}
+
+function cpuText(cpu: CpuPerGb): string {
+  return `${fixed(cpu.relay, 2)} / ${fixed(cpu.receiver, 2)}`;
+}
+
+/** The bulk case's CPU rows: phonehome's relay and receiver against socat's two, per lane. */
+function cpuRows(
+  context: BenchContext,
+  result: Record<keyof typeof BULK_LANES, ThroughputSeries>,
+): Record<keyof typeof BULK_LANES, CpuPerGb> {
+  const { bulkBytes, bulkRuns } = context.options;
+  const cpu = {
+    socat: cpuPerGb(result.socat, bulkBytes),
+    phonehome: cpuPerGb(result.phonehome, bulkBytes),
+    phonehomeOnePipe: cpuPerGb(result.phonehomeOnePipe, bulkBytes),
+  };
+  const socatTotal = cpu.socat.relay + cpu.socat.receiver;
+  for (
+    const [lane, pipes] of [["phonehome", "two pipes"], ["phonehomeOnePipe", "one pipe"]] as const
+  ) {
+    context.rows.push({
+      case: "1. Bulk throughput",
+      figure: `CPU-s per GB, relay / receiver, ${pipes}`,
+      phonehome: cpuText(cpu[lane]),
+      baseline: `${cpuText(cpu.socat)} (socat sender / listener)`,
+      ratio: fixed((cpu[lane].relay + cpu[lane].receiver) / socatTotal, 2),
+      target: "",
+      met: null,
+      how: "user + system CPU time of each process, /proc/PID/stat fields 14 and 15 over the " +
+        `clock tick (CLK_TCK ${clockTicksPerSecond()}), read every 20 ms: the last reading ` +
+        "before it exits (up to 20 ms of it unseen), over the corpus in GB (10^9 bytes); " +
+        `median of the ${bulkRuns} timed runs; relay: phonehome's relay, or the socat the ` +
+        "build writes into; receiver: the `phonehome build` process (receiver and launcher), " +
+        "or the socat the reader reads from; ratio: phonehome's two over socat's two",
+    });
+  }
+  return cpu;
 }
 
 /** Case 1: the bulk corpus through both routes, and through phonehome with one pipe. */
@@ -179,14 +228,6 @@ export async function bulkCase(context: BenchContext): Promise<void> {
     over: result.phonehomeOnePipe,
     under: result.phonehome,
   });
-  context.data.bulk = {
-    corpusBytes: bulkBytes,
-    sha256: corpus.sha256,
-    ...result,
-    ratio,
-    onePipeRatio,
-    onePipeOverTwo,
-  };
   const runs = `median of ${bulkRuns} runs per route of ${
     sizeText(bulkBytes)
   } (cat of a generated build log) after one checked run each, first to last byte at a reader that discards`;
@@ -212,6 +253,15 @@ export async function bulkCase(context: BenchContext): Promise<void> {
       `ratio: median of the ${bulkRuns} paired runs' ratios; one pipe over two pipes, ` +
       `median of paired runs' ratios: ${ratioText(onePipeOverTwo)}`,
   });
+  context.data.bulk = {
+    corpusBytes: bulkBytes,
+    sha256: corpus.sha256,
+    ...result,
+    ratio,
+    onePipeRatio,
+    onePipeOverTwo,
+    cpuSecondsPerGb: cpuRows(context, result),
+  };
 }
 
 /** Case 2: one write per 80-byte line. */
@@ -243,116 +293,4 @@ export async function smallWritesCase(context: BenchContext): Promise<void> {
       smallLines.toLocaleString("en-US")
     } writes of ${SMALL_LINE_BYTES} bytes (one write(2) each, from a Deno writer), after one checked run each; ratio: median of paired runs' ratios`,
   });
-}
-
-/** Peak RSS of Deno itself (a script that only waits), for scale. */
-async function idleDenoRss(): Promise<number> {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", "--quiet", IDLE_DENO],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  // The script says when it is up; read its peak then, before it exits.
-  const reader = child.stdout.getReader();
-  await reader.read();
-  const peak = peakRssBytes(child.pid) ?? Number.NaN;
-  child.kill("SIGTERM");
-  reader.releaseLock();
-  await child.stdout.cancel();
-  await child.status;
-  return peak;
-}
-
-interface MemoryRun {
-  label: string;
-  corpusBytes: number;
-  throttleBytesPerSecond: number | null;
-  relay: number;
-  receiver: number;
-  /** Largest private (anonymous) RSS sampled. */
-  relayAnonymous: number;
-  receiverAnonymous: number;
-}
-
-async function memoryRun(
-  context: BenchContext,
-  bytes: number,
-  throttle: number | undefined,
-): Promise<MemoryRun> {
-  const corpus = await context.corpus(bytes);
-  const what = `memory, ${sizeText(bytes)}${throttle === undefined ? "" : `, throttled`}`;
-  const run = await runRoute({
-    route: "phonehome",
-    command: ["cat", corpus.path],
-    socatBlockBytes: context.options.socatBlockBytes,
-    read: { throttleBytesPerSecond: throttle },
-  });
-  context.verify(run, corpus, what);
-  context.progress(
-    `${what}: relay ${mb(run.peakRss.relay)}, receiver ${mb(run.peakRss.receiver)}`,
-  );
-  return {
-    label: sizeText(bytes),
-    corpusBytes: bytes,
-    throttleBytesPerSecond: throttle ?? null,
-    ...run.peakRss,
-    relayAnonymous: run.peakAnonymousRss.relay,
-    receiverAnonymous: run.peakAnonymousRss.receiver,
-  };
-}
-
-/** Case 4: peak RSS at two corpus sizes, at full speed and behind a throttled reader. */
-export async function memoryCase(context: BenchContext): Promise<void> {
-  const { bulkBytes, memorySmallBytes, throttledBytes, throttleBytesPerSecond } = context.options;
-  const idle = await idleDenoRss();
-  const fullSpeed: MemoryRun[] = [await memoryRun(context, memorySmallBytes, undefined)];
-  const bulk = context.data.bulk as { phonehome: ThroughputSeries } | undefined;
-  if (bulk !== undefined && bulk.phonehome.peakRss.length > 0) {
-    // The bulk runs already streamed the large corpus at full speed: take their worst peak.
-    fullSpeed.push({
-      label: sizeText(bulkBytes),
-      corpusBytes: bulkBytes,
-      throttleBytesPerSecond: null,
-      relay: Math.max(...bulk.phonehome.peakRss.map((p) => p.relay)),
-      receiver: Math.max(...bulk.phonehome.peakRss.map((p) => p.receiver)),
-      relayAnonymous: Math.max(...bulk.phonehome.peakAnonymousRss.map((p) => p.relay)),
-      receiverAnonymous: Math.max(...bulk.phonehome.peakAnonymousRss.map((p) => p.receiver)),
-    });
-  } else {
-    fullSpeed.push(await memoryRun(context, bulkBytes, undefined));
-  }
-  const throttled: MemoryRun[] = [];
-  for (const bytes of throttledBytes) {
-    throttled.push(await memoryRun(context, bytes, throttleBytesPerSecond));
-  }
-  context.data.memory = { idleDenoBytes: idle, fullSpeed, throttled };
-  const rate = `${fixed(throttleBytesPerSecond / BYTES_PER_MB, 1)} MB/s`;
-  for (
-    const [title, runs] of [
-      ["full speed", fullSpeed],
-      [`reader at ${rate}`, throttled],
-    ] as const
-  ) {
-    for (const side of ["relay", "receiver"] as const) {
-      const peaks = runs.map((run) => run[side]);
-      const anonymous = runs.map((run) => run[`${side}Anonymous`]);
-      context.rows.push({
-        case: "4. Memory",
-        figure: `${side} peak RSS, ${title} (${runs.map((run) => run.label).join(" / ")})`,
-        phonehome: `${peaks.map((peak) => mb(peak)).join(" / ")} (private ${
-          anonymous.map((bytes) => fixed(bytes / BYTES_PER_MB, 1)).join(" / ")
-        })`,
-        baseline: `Deno alone ${mb(idle)}`,
-        ratio: "",
-        target: "< 80 MB, flat",
-        met: peaks.every((peak) => peak < RSS_TARGET_BYTES),
-        how:
-          `VmHWM from /proc sampled every 20 ms; one run per size${
-            runs === fullSpeed ? " (the larger: worst of the bulk runs)" : ""
-          }; private: largest RssAnon sampled (RSS less the deno executable's shared pages); ` +
-          `baseline: a Deno script that only waits`,
-      });
-    }
-  }
 }

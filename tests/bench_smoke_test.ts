@@ -19,12 +19,24 @@ interface Results {
   failures: string[];
   cases: {
     bulk: {
-      phonehome: { bytesPerSecond: number[] };
+      phonehome: { bytesPerSecond: number[]; cpuSeconds: Array<{ relay: number }> };
       phonehomeOnePipe: { bytesPerSecond: number[]; buildFlags: string[] };
     };
+    source: { runs: number; bytesPerSecond: number[]; tree: { files: number } };
     scale: { many: { lostBytes: number; wholeBuilds: number; builds: number } };
     latency: { cases: Array<{ series: Array<{ samplesMs: number[] }>; lines: number }> };
+    attacks: {
+      undisturbed: AttackRun;
+      runs: Array<AttackRun & { name: string; mode: string }>;
+    };
   };
+}
+
+/** One run of the attacks case, as far as the smoke test looks. */
+interface AttackRun {
+  receiverPeakRssBytes: number;
+  receiverExitCode: number;
+  build: { intact: boolean } | null;
 }
 
 /** socat is the baseline every case measures against; the scale case holds builds at FIFOs. */
@@ -44,7 +56,8 @@ Deno.test(unlessUnavailable(benchMissing, {
     const stderr = new TextDecoder().decode(output.stderr);
     assert.equal(output.code, 0, `bench failed:\n${stdout}\n${stderr}`);
     assert.match(stdout, /No byte was lost and every process exited 0\./);
-    for (const name of ["1. Bulk", "2. Small", "3. Latency", "4. Memory", "5. Scale", "6. Start"]) {
+    const cases = ["1. Bulk", "2. Small", "3. Latency", "4. Memory", "5. Scale", "6. Start"];
+    for (const name of [...cases, "7. Attacks"]) {
       assert.ok(stdout.includes(name), `the table has a row for ${name}`);
     }
 
@@ -57,6 +70,20 @@ Deno.test(unlessUnavailable(benchMissing, {
       "the table has a row for the bulk case with one pipe",
     );
     assert.deepEqual(bulk.phonehomeOnePipe.buildFlags, ["--merge"]);
+    const bulkRows = results.rows.filter((row) => row.case.startsWith("1. Bulk"));
+    assert.equal(bulkRows.filter((row) => /^CPU-s per GB/.test(row.figure)).length, 2);
+    assert.equal(bulk.phonehome.cpuSeconds.length, bulk.phonehome.bytesPerSecond.length);
+    assert.ok(bulk.phonehome.cpuSeconds.every((cpu) => cpu.relay > 0), "the relay's CPU was read");
+    assert.ok(bulkRows.some((row) => /the source in/.test(row.figure)), "a row for the source");
+    assert.equal(
+      results.rows.filter((row) => row.case === "4. Memory" && /the source in/.test(row.figure))
+        .length,
+      2,
+      "memory rows for the relay and the receiver taking the source in",
+    );
+    const source = results.cases.source;
+    assert.equal(source.bytesPerSecond.length, source.runs);
+    assert.ok(source.tree.files > 1, "the source tree has files");
     assert.equal(bulk.phonehomeOnePipe.bytesPerSecond.length, bulk.phonehome.bytesPerSecond.length);
     const scale = results.cases.scale.many;
     assert.equal(scale.lostBytes, 0);
@@ -67,9 +94,27 @@ Deno.test(unlessUnavailable(benchMissing, {
       }
     }
 
+    const attacks = results.cases.attacks;
+    assert.deepEqual(attacks.runs.map((run) => run.mode), [
+      "huge",
+      "flood",
+      "pings",
+      "owner-pings",
+    ]);
+    for (const run of [attacks.undisturbed, ...attacks.runs]) {
+      assert.ok(run.receiverPeakRssBytes > 0, "the receiver's memory was sampled");
+      if (run.build !== null) assert.ok(run.build.intact, "the build came through the attack");
+    }
+    for (const run of attacks.runs) {
+      const rows = results.rows.filter((row) =>
+        row.case === "7. Attacks" && row.figure.startsWith(run.name)
+      );
+      assert.equal(rows.length, 2, `a memory row and an outcome row for ${run.name}`);
+    }
+
     const markdown = await Deno.readTextFile(`${dir.path}/results.md`);
     assert.match(markdown, /^\| Case \| Figure \| phonehome \|/m);
-    for (const chart of ["latency.svg", "throughput.svg", "memory.svg"]) {
+    for (const chart of ["latency.svg", "throughput.svg", "memory.svg", "attacks.svg"]) {
       const svg = await Deno.readTextFile(`${dir.path}/${chart}`);
       assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/, chart);
       assert.match(svg, /<\/svg>\n$/, chart);

@@ -145,18 +145,11 @@ export function freePort(): number {
   return port;
 }
 
-// The benchmark reads memory and process trees from /proc the same way; one copy serves both.
-export { childPids, peakRssBytes } from "../../bench/memory.ts";
+// The benchmark observes processes through /proc with the same readers; one copy serves both.
+export { isAlive, peakRssBytes } from "./proc_status.ts";
 
-/** Whether a process with this id exists (and is not a zombie). */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false;
-  }
-}
+/** Pids of the living children of a process (the relay's own reader of process trees). */
+export { childrenOf as childPids } from "../../src/process_tree.ts";
 
 /**
  * Waits for `path` to exist with content, reacting to file-system events
