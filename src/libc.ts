@@ -1,7 +1,8 @@
 /**
  * The few C library calls phonehome needs that Deno has no API for, through
  * FFI, loaded once and only on Linux: poll(2) and open(2) to watch pipes,
- * prctl(2) to guard the secret and adopt orphans, waitpid(2) to reap them.
+ * prctl(2) to guard the secret and adopt orphans, waitpid(2) to reap them,
+ * shutdown(2) to end a TLS socket Deno will not let go of.
  *
  * @module
  */
@@ -12,6 +13,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
 /** The loaded symbols. */

@@ -116,7 +116,7 @@ Deno.test("a pod whose relay cannot reach the builder fails at the start deadlin
           command: [
             "sh",
             "-c",
-            `PHONEHOME_URL=ws://127.0.0.1:1/phonehome/stream exec ${
+            `PHONEHOME_URL=wss://127.0.0.1:1/phonehome/stream exec ${
               phonehomeArgv("relay").join(" ")
             } -- "$@"`,
             "sh",

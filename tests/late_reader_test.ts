@@ -107,6 +107,8 @@ Deno.test("on Kubernetes, a drop after FINISHED while the builder is still writi
       index === 0
         ? { stallAfterMessage: { direction: "up", matches: isControl("finished") } }
         : { watch: { direction: "up", matches: isControl("finished"), seen: resumed } },
+    // The proxy must read the protocol's messages to find FINISHED: no TLS on this connection.
+    ["--no-tls"],
   );
   const stderr = readText(builder.stderr);
   await Promise.race([finishedAgain, builder.status]);
@@ -126,6 +128,8 @@ Deno.test("on Kubernetes, a pod that dies after FINISHED while the builder is st
     ["cat", `${k8s.dir}/payload`],
     (index) =>
       index === 0 ? { watch: { direction: "up", matches: isControl("finished"), seen: sent } } : {},
+    // The proxy must read the protocol's messages to find FINISHED: no TLS on this connection.
+    ["--no-tls"],
   );
   const stderr = readText(builder.stderr);
   await Promise.race([finished, builder.status]);

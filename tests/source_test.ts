@@ -183,7 +183,12 @@ Deno.test("on Kubernetes a 50 MB source reaches the pod intact, also across a cu
       await proxy.close();
       assert.equal(status.code, 0, stderr);
       assert.equal(stdout, `${expected}  sub/big.bin\n`);
-      if (cutAt !== undefined) assert.ok(proxy.stats.cuts === 1 && proxy.stats.connections >= 2);
+      if (cutAt !== undefined) {
+        assert.ok(
+          proxy.stats.cuts === 1 && proxy.stats.connections >= 2,
+          JSON.stringify(proxy.stats),
+        );
+      }
     });
   }
   assert.deepEqual(k8s.leftovers(), { pods: [], secrets: [], jobs: [] });

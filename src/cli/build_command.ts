@@ -10,13 +10,14 @@ import { ExitCode } from "../exit_codes.ts";
 import { defaultRelayInvocation, runLocalBuild } from "../launchers/local.ts";
 import { kubernetesBuildFlags, kubernetesSettings } from "./kubernetes_flags.ts";
 import { DEFAULT_OUTPUT_CHECK_INTERVAL_MS, OutputWatch } from "./output_watch.ts";
-import type { ReceiverOptions } from "../receiver/receiver.ts";
+import { advertisedHost, type ReceiverOptions } from "../receiver/receiver.ts";
 import { SourceArchive } from "../receiver/source_archive.ts";
 import { mergeFlag, receiverFlags, relayTuning, sourceFlag, tuningFlags } from "./common_flags.ts";
 import { type CommandSpec, flag, type ParsedFlags } from "./flags.ts";
 import { receiverOptions, startReceiver } from "./receive_command.ts";
 import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
+import { DEFAULT_CERTIFICATE_VALIDITY_MS, resolveTls } from "./tls_flags.ts";
 
 /** Backends `--backend` accepts. */
 const BACKENDS = ["local", "kubernetes"] as const;
@@ -109,15 +110,24 @@ export async function runBuild(flags: ParsedFlags<typeof buildSpec.flags>): Prom
     merge,
   });
   const tuning = relayTuning(values, { merge, fetchSource: values.source !== undefined });
+  const settings = backend === "kubernetes" ? kubernetesSettings(flags) : undefined;
   // Loaded only when used: the Kubernetes client takes a while to load.
-  const kubernetes = backend === "kubernetes"
+  const kubernetes = settings !== undefined
     ? await (await import("../launchers/kubernetes/launcher.ts")).prepareKubernetesBuild({
-      settings: kubernetesSettings(flags),
+      settings,
       receiverOptions: options,
       tuning,
     })
     : undefined;
   if (kubernetes !== undefined) options = kubernetes.receiverOptions;
+  // Certificates last: they name the address the relay dials, which the backend may set.
+  const tls = await resolveTls(flags, {
+    enabledByDefault: backend === "kubernetes",
+    host: advertisedHost(options),
+    validForMs: (settings?.buildDeadlineMs ?? DEFAULT_CERTIFICATE_VALIDITY_MS) +
+      options.connectTimeoutMs,
+  });
+  options = { ...options, tls: tls.serve };
   await using source = values.source === undefined
     ? undefined
     : await SourceArchive.prepare(values.source, values["source-limit"]);
@@ -166,6 +176,7 @@ export async function runBuild(flags: ParsedFlags<typeof buildSpec.flags>): Prom
         command: flags.command,
         receiver,
         token: options.token,
+        caPem: tls.caPem,
         signals,
       });
     }
@@ -177,6 +188,7 @@ export async function runBuild(flags: ParsedFlags<typeof buildSpec.flags>): Prom
         ? defaultRelayInvocation()
         : [values["relay-bin"]],
       tuning,
+      caPem: tls.caPem,
       freshWorkdir: source !== undefined,
       signals,
     });

@@ -16,6 +16,7 @@ import {
 } from "../protocol/mod.ts";
 import { RELAY_TUNING, RelayTuning } from "../relay/tuning.ts";
 import { flag, type FlagTable, type FlagValues, type ParsedFlags } from "./flags.ts";
+import { tlsFlags } from "./tls_flags.ts";
 
 /** `--token`: the per-build secret. */
 export const tokenFlag = flag({
@@ -103,6 +104,7 @@ export const receiverFlags = {
   }),
   [RELAY_TUNING.merge.flag]: mergeFlag,
   verbose: verboseFlag,
+  ...tlsFlags,
 } as const;
 
 /** `--window`: the flow-control window. */

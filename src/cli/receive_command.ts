@@ -8,7 +8,7 @@
 import { errorMessage, UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { generateToken } from "../protocol/mod.ts";
-import { Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
+import { advertisedHost, Receiver, type ReceiverOptions } from "../receiver/receiver.ts";
 import {
   givenToken,
   parseAdvertiseHost,
@@ -27,6 +27,7 @@ import {
 } from "./flags.ts";
 import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
+import { DEFAULT_CERTIFICATE_VALIDITY_MS, resolveTls } from "./tls_flags.ts";
 
 /** The command line of `phonehome receive`. */
 export const receiveSpec = {
@@ -46,6 +47,13 @@ export const receiveSpec = {
     }),
     source: sourceFlag,
     "source-limit": sourceLimitFlag,
+    "ca-file": flag({
+      kind: "string",
+      env: ["PHONEHOME_CA_FILE"],
+      valueName: "PATH",
+      help: "With --tls, write the per-build CA the relay must trust (PEM) to this file, " +
+        "before the URL.",
+    }),
     "token-file": flag({
       kind: "string",
       env: ["PHONEHOME_TOKEN_FILE"],
@@ -131,18 +139,27 @@ export async function runReceive(flags: ParsedFlags<typeof receiveSpec.flags>): 
   await using source = values.source === undefined
     ? undefined
     : await SourceArchive.prepare(values.source, values["source-limit"]);
-  const options = {
-    ...receiverOptions(flags, { listen: values.listen, merge: values.merge }),
-    source,
-  };
+  const base = receiverOptions(flags, { listen: values.listen, merge: values.merge });
+  const tls = await resolveTls(flags, {
+    enabledByDefault: false,
+    host: advertisedHost(base),
+    validForMs: DEFAULT_CERTIFICATE_VALIDITY_MS + base.connectTimeoutMs,
+  });
+  if (values["ca-file"] !== undefined && tls.caPem === undefined) {
+    throw new UsageError(
+      `${flags.source("ca-file")} needs a per-build CA to write: add --tls (and no --tls-cert).`,
+    );
+  }
+  const options = { ...base, source, tls: tls.serve };
   const receiver = startReceiver(options, flags.source("listen"));
-  const files: Array<[string | undefined, string, number]> = [
-    // The secret first: a watcher that sees the URL may read the secret at once.
+  const files: Array<[string | undefined, string | undefined, number]> = [
+    // The secret and the CA first: a watcher that sees the URL may read them at once.
     [values["token-file"], `${options.token}\n`, 0o600],
+    [values["ca-file"], tls.caPem, 0o644],
     [values["url-file"], `${receiver.url}\n`, 0o644],
   ];
   for (const [path, text, mode] of files) {
-    if (path === undefined) continue;
+    if (path === undefined || text === undefined) continue;
     try {
       await writeFileAtomically(path, text, mode);
     } catch (error) {

@@ -11,6 +11,7 @@ import { runRelay } from "../relay/relay.ts";
 import { RELAY_TUNING } from "../relay/tuning.ts";
 import { givenToken, relayTuning, tokenFlag, tuningFlags } from "./common_flags.ts";
 import { type CommandSpec, flag, type ParsedFlags } from "./flags.ts";
+import { readPem } from "./tls_flags.ts";
 
 /** The command line of `phonehome relay`. */
 export const relaySpec = {
@@ -33,6 +34,14 @@ export const relaySpec = {
       ...tokenFlag,
       help: `The per-build secret, at least ${MIN_TOKEN_BYTES} bytes. Required. Removed from ` +
         "the build's environment.",
+    }),
+    "tls-ca": flag({
+      kind: "string",
+      env: [RELAY_ENV.tlsCa],
+      valueName: "PEM|FILE",
+      help: "The CA that vouches for the receiver's wss:// certificate: PEM text, or a file " +
+        "holding it. phonehome build puts its per-build CA here; with it, a ws:// URL is " +
+        "refused, so the secret never travels unencrypted.",
     }),
     ...tuningFlags,
     [RELAY_TUNING.fetchSource.flag]: flag({
@@ -97,7 +106,9 @@ export const relaySpec = {
 } as const satisfies CommandSpec;
 
 /** Runs `phonehome relay`; resolves with the exit status. */
-export function runRelayCommand(flags: ParsedFlags<typeof relaySpec.flags>): Promise<number> {
+export async function runRelayCommand(
+  flags: ParsedFlags<typeof relaySpec.flags>,
+): Promise<number> {
   const { values } = flags;
   if (values.url === undefined) {
     throw new UsageError(`No receiver URL: set --url or ${RELAY_ENV.url}.`);
@@ -111,11 +122,23 @@ export function runRelayCommand(flags: ParsedFlags<typeof relaySpec.flags>): Pro
   if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
     throw new UsageError(`${flags.source("url")} must start with ws:// or wss://.`);
   }
+  const caPem = values["tls-ca"] === undefined ? undefined : await readPem({
+    value: values["tls-ca"],
+    source: flags.source("tls-ca"),
+    label: /CERTIFICATE/,
+  });
+  if (caPem !== undefined && parsed.protocol === "ws:") {
+    throw new UsageError(
+      `${flags.source("url")} is ws://, but the relay was given a CA (${
+        flags.source("tls-ca")
+      }): it does not send the secret unencrypted; use the wss:// URL the builder gave.`,
+    );
+  }
   const token = givenToken(flags, "pass the secret the builder generated for this build");
   if (token === undefined) {
     throw new UsageError(`No secret: set --token or ${RELAY_ENV.token}.`);
   }
-  return runRelay({
+  return await runRelay({
     ...relayTuning(values, {
       merge: values.merge,
       fetchSource: values[RELAY_TUNING.fetchSource.flag],
@@ -124,6 +147,7 @@ export function runRelayCommand(flags: ParsedFlags<typeof relaySpec.flags>): Pro
     command: flags.command,
     url: values.url,
     token,
+    caPem,
     connectTimeoutMs: values["connect-timeout"],
     killGraceMs: values["kill-grace"],
     coalesceDelayMs: values["coalesce-delay"],

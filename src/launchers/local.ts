@@ -39,6 +39,8 @@ export interface LocalBuildOptions {
   relayInvocation: readonly string[];
   /** The relay's settings, passed on as its flags. */
   tuning: RelayTuning;
+  /** The per-build CA the receiver's certificate comes from, for the relay to trust. */
+  caPem?: string;
   /** Run the build in a fresh directory (its source is unpacked there), removed afterwards. */
   freshWorkdir?: boolean;
   /**
@@ -104,7 +106,11 @@ export async function runLocalBuild(options: LocalBuildOptions): Promise<number>
         "--",
         ...options.command,
       ],
-      env: { [RELAY_ENV.url]: receiver.url, [RELAY_ENV.token]: options.token },
+      env: {
+        [RELAY_ENV.url]: receiver.url,
+        [RELAY_ENV.token]: options.token,
+        ...(options.caPem === undefined ? {} : { [RELAY_ENV.tlsCa]: options.caPem }),
+      },
       stdin: "piped",
       stdout: "null",
       stderr: "piped",

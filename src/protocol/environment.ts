@@ -29,7 +29,16 @@ export const RELAY_ENV = {
   fetchSource: "PHONEHOME_FETCH_SOURCE",
   /** The largest source the relay accepts, in bytes. */
   sourceLimit: "PHONEHOME_SOURCE_LIMIT",
+  /** The CA (PEM text, or a file holding it) that vouches for the receiver's wss:// certificate. */
+  tlsCa: "PHONEHOME_TLS_CA",
 } as const;
 
-/** The variables that carry the secret and the address, which the build must never see. */
-export const RELAY_SECRET_ENV: readonly string[] = [RELAY_ENV.url, RELAY_ENV.token];
+/**
+ * The relay's own variables, which the build never sees: the secret and the
+ * address (so it cannot forge its own stream), and the CA that goes with them.
+ */
+export const RELAY_SECRET_ENV: readonly string[] = [
+  RELAY_ENV.url,
+  RELAY_ENV.token,
+  RELAY_ENV.tlsCa,
+];

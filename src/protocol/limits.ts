@@ -96,7 +96,8 @@ export const MAX_MESSAGE_BYTES = DATA_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES;
 
 /**
  * Most bytes of replies (acknowledgements, pongs) a receiver queues for a relay
- * that does not read them before it drops the connection.
+ * that does not read them, besides the source it asked for, before it drops
+ * the connection.
  */
 export const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 
@@ -106,3 +107,10 @@ export const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
  * receiver queues for it.
  */
 export const SOURCE_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Most bytes a receiver queues for one relay: its replies, and a whole source
+ * window in SOURCE frames (with their headers, 14 + 10 bytes for each 256 KiB).
+ */
+export const MAX_UNSENT_BYTES = MAX_UNREAD_REPLY_BYTES + SOURCE_WINDOW_BYTES +
+  (SOURCE_WINDOW_BYTES / MAX_FRAME_PAYLOAD_BYTES) * 24;

@@ -2,17 +2,20 @@
  * The receiver's front door: listens, accepts connections without ever running
  * out of descriptors, reads each request head against a deadline and a size
  * limit, and answers everything but a well-formed, authenticated WebSocket
- * upgrade on the stream path with a plain refusal. Nothing a client sends is
- * ever echoed to the user's terminal: refusals name the peer's address and
- * the rule it broke.
+ * upgrade on the stream path with a plain refusal. With a certificate it
+ * speaks only TLS, and the deadline on the request head covers the TLS
+ * handshake too. Nothing a client sends is ever echoed to the user's
+ * terminal: refusals name the peer's address and the rule it broke.
  *
  * @module
  */
 
 import { errorMessage } from "../errors.ts";
+import { settlesWithin } from "../timing.ts";
 import { STREAM_PATH } from "../protocol/mod.ts";
 import { authorizationMatches } from "../protocol/mod.ts";
 import { RefusalLog } from "./refusal_log.ts";
+import { shutDownSocket } from "./tls/stuck_socket.ts";
 import {
   BadRequestError,
   headEnd,
@@ -55,6 +58,9 @@ export function openConnectionLimit(): number {
   return Math.max(4, Math.min(MAX_OPEN_CONNECTIONS, Math.floor((soft - used) / 2)));
 }
 
+/** How long a refusal may take to write before the connection is closed anyway. */
+const REFUSAL_WRITE_TIMEOUT_MS = 1_000;
+
 /** How long accepting pauses when the process is out of descriptors. */
 const DESCRIPTOR_BACKOFF_MS = 100;
 
@@ -83,6 +89,8 @@ export interface AdmissionOptions {
   port: number;
   /** The per-build secret a client must present. */
   token: string;
+  /** The certificate (chain) and private key to serve TLS with, in PEM; plain TCP when absent. */
+  tls?: { certPem: string; keyPem: string };
   /** Writes one of phonehome's own messages. */
   log: (text: string) => void;
   /** Says whether the receiver can take an upgrade now; undefined when it can. */
@@ -109,6 +117,8 @@ export class Admission {
   #refusals: RefusalLog;
   #closes: RefusalLog;
   #maxOpen = openConnectionLimit();
+  /** TLS connections whose handshake has not completed: close() alone would not free them. */
+  #handshaking = new Set<Deno.Conn>();
   #closed = false;
   /** Settles when the accept loop has ended. */
   readonly done: Promise<void>;
@@ -123,9 +133,21 @@ export class Admission {
     this.done = this.#acceptLoop();
   }
 
-  /** Starts listening; throws Deno's errors for an address in use or not available. */
+  /**
+   * Starts listening; throws Deno's errors for an address in use or not
+   * available, or for a certificate or key it cannot use.
+   */
   static listen(options: AdmissionOptions): Admission {
-    const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+    const { hostname, port, tls } = options;
+    const listener = tls === undefined ? Deno.listen({ hostname, port }) : Deno.listenTls({
+      hostname,
+      port,
+      cert: tls.certPem,
+      key: tls.keyPem,
+      // No ALPN: Deno's WebSocket client, when its HTTP/1.1 attempt fails, tries again asking
+      // for h2 alone; refusing that by ALPN would hide why the first attempt failed (a
+      // certificate it does not trust) behind "no application protocol".
+    });
     return new Admission(options, listener);
   }
 
@@ -145,13 +167,7 @@ export class Admission {
     } catch {
       // Already closed.
     }
-    for (const conn of this.#admitting) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    }
+    for (const conn of this.#admitting) this.#drop(conn);
   }
 
   /** Tells the user, rate-limited, that an upgraded connection from `remote` was closed. */
@@ -173,7 +189,7 @@ export class Admission {
         continue;
       }
       if (this.#closed) {
-        conn.close();
+        this.#drop(conn);
         return;
       }
       this.#handle(conn).catch(() => {});
@@ -190,10 +206,15 @@ export class Admission {
     }
     this.#open.add(conn);
     this.#admitting.add(conn);
+    if (this.#options.tls !== undefined) {
+      this.#handshaking.add(conn);
+      const done = (): boolean => this.#handshaking.delete(conn);
+      (conn as Deno.TlsConn).handshake().then(done, done);
+    }
     let handedOver = false;
     try {
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      const request = await readHead(conn);
+      const request = await readHead(conn, () => this.#drop(conn));
       if (typeof request === "number") {
         const reason = request === 408
           ? `its request was not complete within ${HEADER_TIMEOUT_MS / 1000}s.`
@@ -227,17 +248,15 @@ export class Admission {
       handedOver = true;
       this.#admitting.delete(conn);
       this.#options.accept({ conn, leftover, remote, release: () => this.#open.delete(conn) });
-    } catch {
-      // A connection that fails while being admitted is simply dropped.
+    } catch (error) {
+      // A connection that fails while being admitted (reset, or a TLS handshake that failed:
+      // a client that does not trust this certificate, or that does not speak TLS) is dropped.
+      this.#refusals.note(remote, `the connection failed: ${errorMessage(error)}.`);
     } finally {
       if (!handedOver) {
         this.#open.delete(conn);
         this.#admitting.delete(conn);
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
-        }
+        this.#drop(conn);
       }
     }
   }
@@ -263,7 +282,17 @@ export class Admission {
     body: string,
     headers: Readonly<Record<string, string>> = {},
   ): Promise<void> {
-    await writeAll(conn, refusalResponse(status, body, headers)).catch(() => {});
+    // A write may wait for a TLS handshake that never completes: it gets a deadline.
+    await settlesWithin(
+      writeAll(conn, refusalResponse(status, body, headers)),
+      REFUSAL_WRITE_TIMEOUT_MS,
+    );
+    this.#drop(conn);
+  }
+
+  /** Closes `conn`, shutting its socket down first if a TLS handshake still holds it. */
+  #drop(conn: Deno.Conn): void {
+    if (this.#handshaking.delete(conn)) shutDownSocket(conn);
     try {
       conn.close();
     } catch {
@@ -275,26 +304,25 @@ export class Admission {
 /**
  * Reads a request head: the parsed head (or why it is bad) and the bytes after
  * it; or the status it was refused with: 408 past the deadline (answered
- * here), 431 when too long, 0 when the client closed first.
+ * here, then `drop` ends the connection), 431 when too long, 0 when the
+ * client closed first.
  */
 async function readHead(
   conn: Deno.Conn,
+  drop: () => void,
 ): Promise<{ head: RequestHead | BadRequestError; leftover: Uint8Array } | number> {
   const buffer = new Uint8Array(MAX_HEAD_BYTES);
   let filled = 0;
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    // Closing is the only way to interrupt the pending read; answer first.
-    writeAll(conn, refusalResponse(408, "The request was not complete in time."))
-      .catch(() => {})
-      .finally(() => {
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
-        }
-      });
+    // Closing is the only way to interrupt the pending read; answer first, briefly: over TLS
+    // the answer may wait for a handshake that never completes.
+    settlesWithin(
+      writeAll(conn, refusalResponse(408, "The request was not complete in time.")),
+      REFUSAL_WRITE_TIMEOUT_MS,
+    )
+      .finally(drop);
   }, HEADER_TIMEOUT_MS);
   try {
     while (true) {

@@ -31,6 +31,8 @@ export interface ReceiverOptions {
   advertiseHost?: string;
   /** The per-build secret a relay must present. */
   token: string;
+  /** Serve wss:// with this certificate and key (PEM); ws:// when absent. */
+  tls?: { certPem: string; keyPem: string };
   /** How long to wait for the relay's first connection. */
   connectTimeoutMs: number;
   /** How long to wait for a relay that disconnected without FINISHED. */
@@ -91,6 +93,16 @@ function urlHost(host: string): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
+/**
+ * The host a relay dials, as the URL names it and a certificate must: the
+ * advertised host, or the listening address unless that is a wildcard.
+ */
+export function advertisedHost(
+  options: Pick<ReceiverOptions, "hostname" | "advertiseHost">,
+): string {
+  return options.advertiseHost ?? (isWildcard(options.hostname) ? "127.0.0.1" : options.hostname);
+}
+
 /** Whether `host` means every address (0.0.0.0, ::), which no peer can dial. */
 export function isWildcard(host: string): boolean {
   return host === "0.0.0.0" || host === "::" || host === "[::]" || host === "";
@@ -123,13 +135,15 @@ export class Receiver implements BuildReceiver {
       hostname: options.hostname,
       port: options.port,
       token: options.token,
+      tls: options.tls,
       log: (text) => this.message(text),
       check: () => this.#session.check(),
       accept: (upgrade) => this.#session.accept(upgrade),
     });
-    const host = options.advertiseHost ??
-      (isWildcard(options.hostname) ? "127.0.0.1" : options.hostname);
-    this.#url = `ws://${urlHost(host)}:${this.#admission.port}${STREAM_PATH}`;
+    const scheme = options.tls === undefined ? "ws" : "wss";
+    this.#url = `${scheme}://${
+      urlHost(advertisedHost(options))
+    }:${this.#admission.port}${STREAM_PATH}`;
     this.#session = new Session({
       console: this.#console,
       url: this.#url,

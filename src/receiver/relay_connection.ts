@@ -13,7 +13,7 @@ import {
   MAX_HELLO_MESSAGE_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_PINGS_BEFORE_HELLO,
-  MAX_UNREAD_REPLY_BYTES,
+  MAX_UNSENT_BYTES,
   type ReceiverMessage,
 } from "../protocol/mod.ts";
 import type { Upgrade } from "./admission.ts";
@@ -63,7 +63,7 @@ export class RelayConnection {
       conn: upgrade.conn,
       leftover: upgrade.leftover,
       maxMessageBytes: MAX_HELLO_MESSAGE_BYTES,
-      maxUnsentBytes: MAX_UNREAD_REPLY_BYTES,
+      maxUnsentBytes: MAX_UNSENT_BYTES,
       closeTimeoutMs: CLOSE_TIMEOUT_MS,
       onMessage: (message) => {
         this.lastHeardMs = performance.now();

@@ -21,6 +21,7 @@ import {
 import { adoptOrphans, descendantsOf, reapOrphans, stopDescendants } from "../process_tree.ts";
 import { BuildProcess } from "./build_process.ts";
 import { Outbox } from "./outbox.ts";
+import { trustingWebSocketOpener } from "./connection_attempt.ts";
 import { PhoneLine } from "./phone_line.ts";
 import { setUpSource } from "./source_setup.ts";
 import { SourceFetch } from "./source_fetch.ts";
@@ -48,6 +49,8 @@ export interface RelayOptions extends RelayTuningValues {
   url: string;
   /** The per-build secret. */
   token: string;
+  /** The CA that vouches for a wss:// receiver (PEM), beside Deno's built-in roots. */
+  caPem?: string;
   /** How long to keep trying to reach the receiver at first. */
   connectTimeoutMs: number;
   /** After passing on a signal, how long the build gets before its group is killed. */
@@ -149,6 +152,7 @@ export async function runRelay(options: RelayOptions): Promise<number> {
     pingIntervalMs: options.pingIntervalMs,
     log,
     source,
+    openSocket: options.caPem === undefined ? undefined : trustingWebSocketOpener(options.caPem),
   });
   line.start();
   const finishWithoutBuild = async (exit: ExitStatus, note: string): Promise<number> => {

@@ -66,9 +66,10 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 /**
  * Splits a byte stream into whole units: the HTTP head first, then one
- * WebSocket frame at a time, so a message can be recognised and dropped.
+ * WebSocket frame at a time (unmasked), so a message can be recognised and
+ * dropped, or read back from a capture.
  */
-class FrameSplitter {
+export class FrameSplitter {
   #pending: Uint8Array = new Uint8Array(0);
   #inHead = true;
 

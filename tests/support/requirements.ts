@@ -25,6 +25,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   unshare: "util-linux",
   mkfifo: "coreutils",
   script: "bsdutils",
+  openssl: "openssl",
 };
 
 /**

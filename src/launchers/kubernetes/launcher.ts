@@ -55,6 +55,8 @@ export interface KubernetesRunInput {
   receiver: BuildReceiver;
   /** The per-build secret the receiver expects. */
   token: string;
+  /** The per-build CA the receiver's certificate comes from, for the relay to trust. */
+  caPem?: string;
   /** Dispatches a `signal` event (detail: the signal name) on the first SIGINT/SIGTERM. */
   signals?: EventTarget;
 }
@@ -120,7 +122,12 @@ export class KubernetesBuild {
   async run(input: KubernetesRunInput): Promise<number> {
     const { receiver } = input;
     const plan = this.#plan;
-    const wiring = { url: receiver.url, relayEnv: this.#relayEnv, command: input.command };
+    const wiring = {
+      url: receiver.url,
+      relayEnv: this.#relayEnv,
+      command: input.command,
+      ca: input.caPem !== undefined,
+    };
     const workload = plan.kind === "job"
       ? buildJob(plan, { settings: this.#settings, wiring })
       : buildPod(plan, { settings: this.#settings, wiring });
@@ -168,7 +175,9 @@ export class KubernetesBuild {
     input.signals?.addEventListener("signal", onSignal);
     let creating: keyof typeof created = "secret";
     try {
-      await this.#client.createSecret(buildSecret(plan, input.token));
+      await this.#client.createSecret(
+        buildSecret(plan, { token: input.token, caPem: input.caPem }),
+      );
       created.secret = "created";
       creating = "workload";
       if (plan.kind === "job") await this.#client.createJob(workload as k8s.V1Job);

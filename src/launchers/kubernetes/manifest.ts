@@ -21,6 +21,7 @@ import {
   MANAGED_BY_VALUE,
   MAX_JOB_NAME_LENGTH,
   MAX_POD_NAME_LENGTH,
+  SECRET_CA_KEY,
   SECRET_TOKEN_KEY,
 } from "./naming.ts";
 import { buildContainerName } from "./pod_status.ts";
@@ -53,6 +54,8 @@ export interface RelayWiring {
   url: string;
   /** Further relay settings as environment, such as PHONEHOME_WINDOW. */
   relayEnv: Record<string, string>;
+  /** Whether the build's Secret holds a per-build CA for the relay to trust. */
+  ca: boolean;
   /** The build command: the container's args, run by the image's relay entrypoint. */
   command: readonly string[];
 }
@@ -194,13 +197,18 @@ export function planWorkload(
 }
 
 /** The Secret holding the build's phone-home secret. */
-export function buildSecret(plan: WorkloadPlan, token: string): k8s.V1Secret {
+export function buildSecret(
+  plan: WorkloadPlan,
+  { token, caPem }: { token: string; caPem?: string },
+): k8s.V1Secret {
+  const data: Record<string, string> = { [SECRET_TOKEN_KEY]: btoa(token) };
+  if (caPem !== undefined) data[SECRET_CA_KEY] = btoa(caPem);
   return {
     apiVersion: "v1",
     kind: "Secret",
     metadata: { name: plan.secretName, labels: { ...plan.labels } },
     type: "Opaque",
-    data: { [SECRET_TOKEN_KEY]: btoa(token) },
+    data,
   };
 }
 
@@ -217,6 +225,12 @@ function injectedEnv(plan: WorkloadPlan, { settings, wiring }: WorkloadInputs): 
       name: RELAY_ENV.token,
       valueFrom: { secretKeyRef: { name: plan.secretName, key: SECRET_TOKEN_KEY } },
     },
+    ...(wiring.ca
+      ? [{
+        name: RELAY_ENV.tlsCa,
+        valueFrom: { secretKeyRef: { name: plan.secretName, key: SECRET_CA_KEY } },
+      }]
+      : []),
     ...Object.entries(wiring.relayEnv).map(([name, value]) => ({ name, value })),
   ];
 }

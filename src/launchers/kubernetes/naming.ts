@@ -29,6 +29,9 @@ export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`;
 /** The key of the build's secret inside its Secret object. */
 export const SECRET_TOKEN_KEY = "token";
 
+/** The key of the build's Secret that holds the per-build CA certificate, when there is one. */
+export const SECRET_CA_KEY = "ca.crt";
+
 const RANDOM_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
 /** `length` random characters from [a-z0-9]. */
