@@ -19,6 +19,7 @@ import {
   parsePaxRecords,
   type TarHeader,
 } from "./tar_format.ts";
+import { Pacer } from "../timing.ts";
 
 /** Bytes read from the archive at a time. */
 const READ_BYTES = 256 * 1024;
@@ -30,30 +31,64 @@ export interface Unpacked {
   links: number;
 }
 
-/** Reads an archive file in exact pieces. */
+/**
+ * Reads an archive file through one buffer, in exact pieces: a header or a
+ * small file costs no system call of its own. Reads are synchronous (a local
+ * file), paced so that the process still gets a turn.
+ */
 class BlockReader {
   #file: Deno.FsFile;
+  #buffer = new Uint8Array(READ_BYTES);
+  #start = 0;
+  #end = 0;
+  readonly pacer = new Pacer();
 
   constructor(file: Deno.FsFile) {
     this.#file = file;
+  }
+
+  /**
+   * The next bytes of the archive, at most `most` of them, as a view valid
+   * until the next call; empty at the end of the archive.
+   */
+  async take(most: number): Promise<Uint8Array> {
+    if (this.#start === this.#end) {
+      await this.pacer.turn();
+      const read = this.#file.readSync(this.#buffer);
+      if (read === null) return this.#buffer.subarray(0, 0);
+      this.#start = 0;
+      this.#end = read;
+    }
+    const length = Math.min(most, this.#end - this.#start);
+    const piece = this.#buffer.subarray(this.#start, this.#start + length);
+    this.#start += length;
+    return piece;
   }
 
   /** Fills `into` completely; false when the archive ended before its first byte. */
   async fill(into: Uint8Array): Promise<boolean> {
     let filled = 0;
     while (filled < into.byteLength) {
-      const read = await this.#file.read(into.subarray(filled));
-      if (read === null) {
+      const piece = await this.take(into.byteLength - filled);
+      if (piece.byteLength === 0) {
         if (filled === 0) return false;
         throw new ArchiveError("The archive ends in the middle of an entry.");
       }
-      filled += read;
+      into.set(piece, filled);
+      filled += piece.byteLength;
     }
     return true;
   }
 
-  async skip(bytes: number): Promise<void> {
-    await this.#file.seek(bytes, Deno.SeekMode.Current);
+  /** Passes over `bytes` bytes, which may run past the end. */
+  skip(bytes: number): void {
+    const buffered = this.#end - this.#start;
+    if (bytes <= buffered) {
+      this.#start += bytes;
+      return;
+    }
+    this.#file.seekSync(bytes - buffered, Deno.SeekMode.Current);
+    this.#start = this.#end = 0;
   }
 }
 
@@ -88,6 +123,7 @@ export async function unpackArchive(archivePath: string, workDir: string): Promi
   const root = await Deno.realPath(workDir);
   using file = await Deno.open(archivePath, { read: true });
   const reader = new BlockReader(file);
+  const tree = new WorkTree(root);
   const unpacked: Unpacked = { files: 0, directories: 0, links: 0 };
   // Links are made last, so that nothing is ever written through one.
   const links: Array<{ path: string; target: string }> = [];
@@ -120,34 +156,36 @@ export async function unpackArchive(archivePath: string, workDir: string): Promi
     const target = join(root, path);
     if (path === "") {
       // The work directory itself ("./"): nothing to make.
-      await reader.skip(entry.size + paddingOf(entry.size));
+      reader.skip(entry.size + paddingOf(entry.size));
       continue;
     }
-    await makeParents(root, path);
+    tree.makeParents(path);
     switch (entry.type) {
       case EntryType.file:
       case EntryType.oldFile:
       case EntryType.contiguousFile:
-        await writeFile(reader, target, entry);
+        await writeFile(reader, tree, path, entry);
         unpacked.files++;
         break;
       case EntryType.directory:
-        await ensureDirectory(root, path);
+        tree.makeDirectory(path);
         directories.push({ path: target, header: entry });
         unpacked.directories++;
-        await reader.skip(entry.size + paddingOf(entry.size));
+        reader.skip(entry.size + paddingOf(entry.size));
         break;
       case EntryType.symlink:
+        tree.refuseLink(path);
         links.push({ path, target: entry.linkName });
         break;
       case EntryType.hardLink: {
+        tree.refuseLink(path);
         const existing = join(root, checkedPath(entry.linkName));
-        const info = await Deno.lstat(existing).catch(() => undefined);
+        const info = lstatOrUndefined(existing);
         if (info === undefined || !info.isFile) {
           throw new ArchiveError(`The hard link ${path} names no file unpacked before it.`);
         }
-        await Deno.remove(target).catch(() => {});
-        await Deno.link(existing, target);
+        removeIfPresent(target);
+        Deno.linkSync(existing, target);
         unpacked.links++;
         break;
       }
@@ -158,7 +196,7 @@ export async function unpackArchive(archivePath: string, workDir: string): Promi
         );
     }
   }
-  for (const link of links) await makeLink(root, link.path, link.target);
+  for (const link of links) makeLink(root, link.path, link.target);
   // Only with every link in place does each resolve as it will for the build.
   for (const link of links) {
     const resolved = await Deno.realPath(join(root, link.path)).catch(() => undefined);
@@ -169,8 +207,13 @@ export async function unpackArchive(archivePath: string, workDir: string): Promi
   unpacked.links += links.length;
   // Directory modes last, so that a read-only one did not stop its contents being written.
   for (const { path, header } of directories.reverse()) {
-    await Deno.chmod(path, header.mode & 0o777);
-    await Deno.utime(path, header.mtimeSeconds, header.mtimeSeconds).catch(() => {});
+    await reader.pacer.turn();
+    Deno.chmodSync(path, header.mode & 0o777);
+    try {
+      Deno.utimeSync(path, header.mtimeSeconds, header.mtimeSeconds);
+    } catch {
+      // A time is a nicety; the build does not depend on it.
+    }
   }
   return unpacked;
 }
@@ -187,63 +230,132 @@ async function readContent(reader: BlockReader, size: number): Promise<Uint8Arra
   return content.subarray(0, size);
 }
 
-/**
- * Makes the directories above `path`; fails if any of them, or the path itself,
- * already exists as a link (a work directory used before), since writing there
- * would go through it.
- */
-async function makeParents(root: string, path: string): Promise<void> {
-  const parts = path.split("/");
-  let current = root;
-  for (const [i, part] of parts.entries()) {
-    current = join(current, part);
-    const info = await Deno.lstat(current).catch(() => undefined);
-    if (info?.isSymlink) {
-      throw new ArchiveError(
-        `Unpacking ${path} would go through the link ${relative(root, current)}.`,
-      );
-    }
-    if (i < parts.length - 1 && info === undefined) await Deno.mkdir(current);
+function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
   }
 }
 
-async function ensureDirectory(root: string, path: string): Promise<void> {
-  const target = join(root, path);
-  const info = await Deno.lstat(target).catch(() => undefined);
-  if (info === undefined) await Deno.mkdir(target);
-  else if (!info.isDirectory) throw new ArchiveError(`${path} is both a file and a directory.`);
+function removeIfPresent(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
 }
 
-async function writeFile(reader: BlockReader, target: string, header: TarHeader): Promise<void> {
-  await Deno.remove(target).catch(() => {});
-  {
-    using file = await Deno.open(target, { write: true, createNew: true, mode: 0o600 });
-    const buffer = new Uint8Array(READ_BYTES);
+/**
+ * The work directory as this unpack has made it: which directories are known
+ * to be real directories (made or checked here), so that each is checked
+ * once, not once per file below it.
+ */
+class WorkTree {
+  #root: string;
+  #directories = new Set<string>();
+
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  /** The work directory's real path. */
+  get root(): string {
+    return this.#root;
+  }
+
+  /**
+   * Makes the directories above `path`; fails if any of them already exists
+   * as a link (a work directory used before), since writing there would go
+   * through it, or as something other than a directory.
+   */
+  makeParents(path: string): void {
+    const parts = path.split("/");
+    let current = "";
+    for (const part of parts.slice(0, -1)) {
+      current = current === "" ? part : `${current}/${part}`;
+      this.makeDirectory(current, path);
+    }
+  }
+
+  /** Makes the directory `dir` unless it is one already; `path` is the entry being unpacked. */
+  makeDirectory(dir: string, path = dir): void {
+    if (this.#directories.has(dir)) return;
+    const full = join(this.#root, dir);
+    const info = lstatOrUndefined(full);
+    if (info?.isSymlink) this.#throughLink(path, dir);
+    if (info === undefined) Deno.mkdirSync(full);
+    else if (!info.isDirectory) throw new ArchiveError(`${dir} is both a file and a directory.`);
+    this.#directories.add(dir);
+  }
+
+  /** Fails when `at` exists as a link: unpacking `path` would go through it. */
+  refuseLink(at: string, path = at): void {
+    if (lstatOrUndefined(join(this.#root, at))?.isSymlink) this.#throughLink(path, at);
+  }
+
+  /** Whether `path` is known to be a directory made or checked here. */
+  isDirectory(path: string): boolean {
+    return this.#directories.has(path);
+  }
+
+  #throughLink(path: string, link: string): never {
+    throw new ArchiveError(`Unpacking ${path} would go through the link ${link}.`);
+  }
+}
+
+/**
+ * Writes one file's contents straight from the archive's buffer. A new file
+ * is made without a look first; only when something is in the way is it
+ * checked (a link is refused, a directory too) and replaced.
+ */
+async function writeFile(
+  reader: BlockReader,
+  tree: WorkTree,
+  path: string,
+  header: TarHeader,
+): Promise<void> {
+  const target = join(tree.root, path);
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(target, { write: true, createNew: true, mode: 0o600 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    tree.refuseLink(path);
+    if (tree.isDirectory(path) || lstatOrUndefined(target)?.isDirectory) {
+      throw new ArchiveError(`${path} is both a file and a directory.`);
+    }
+    removeIfPresent(target);
+    file = Deno.openSync(target, { write: true, createNew: true, mode: 0o600 });
+  }
+  try {
     let left = header.size;
     while (left > 0) {
-      const piece = buffer.subarray(0, Math.min(READ_BYTES, left));
-      if (!(await reader.fill(piece))) throw new ArchiveError("The archive ends in a file.");
+      const piece = await reader.take(left);
+      if (piece.byteLength === 0) throw new ArchiveError("The archive ends in a file.");
       let done = 0;
-      while (done < piece.byteLength) done += await file.write(piece.subarray(done));
+      while (done < piece.byteLength) done += file.writeSync(piece.subarray(done));
       left -= piece.byteLength;
     }
+    file.utimeSync(header.mtimeSeconds, header.mtimeSeconds);
+  } finally {
+    file.close();
   }
-  await reader.skip(paddingOf(header.size));
+  reader.skip(paddingOf(header.size));
   // Permission bits survive (the executable bit matters to a build); set-id bits do not.
-  await Deno.chmod(target, header.mode & 0o777);
-  await Deno.utime(target, header.mtimeSeconds, header.mtimeSeconds);
+  Deno.chmodSync(target, header.mode & 0o777);
 }
 
 /** Makes a symbolic link, refusing one whose text points outside the work directory. */
-async function makeLink(root: string, path: string, target: string): Promise<void> {
+function makeLink(root: string, path: string, target: string): void {
   const at = join(root, path);
   if (target === "" || target.startsWith("/") || !isInside(root, resolve(dirname(at), target))) {
     throw new ArchiveError(`The link ${path} points outside the work directory (${target}).`);
   }
-  const existing = await Deno.lstat(at).catch(() => undefined);
-  if (existing?.isDirectory) {
+  if (lstatOrUndefined(at)?.isDirectory) {
     throw new ArchiveError(`The link ${path} would replace a directory of the archive.`);
   }
-  await Deno.remove(at).catch(() => {});
-  await Deno.symlink(target, at);
+  removeIfPresent(at);
+  Deno.symlinkSync(target, at);
 }

@@ -73,14 +73,16 @@ export interface SourceFrame {
   payload: Uint8Array;
 }
 
-/** Builds a SOURCE frame: the DATA header's layout, kind 0x02, stream byte 0. */
-export function encodeSourceFrame(offset: number, payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(DATA_HEADER_BYTES + payload.byteLength);
-  frame.set(payload, DATA_HEADER_BYTES);
-  const view = new DataView(frame.buffer, 0, DATA_HEADER_BYTES);
+/**
+ * Writes a SOURCE header (the DATA header's layout, kind 0x02, stream byte 0)
+ * into the first {@linkcode DATA_HEADER_BYTES} bytes of `frame`, whose
+ * payload already follows: the receiver reads the archive straight into it.
+ */
+export function writeSourceHeader(frame: Uint8Array, offset: number): void {
+  const view = new DataView(frame.buffer, frame.byteOffset, DATA_HEADER_BYTES);
   view.setUint8(0, FRAME_KIND_SOURCE);
+  view.setUint8(1, 0);
   view.setBigUint64(2, BigInt(offset));
-  return frame;
 }
 
 /** Decodes a binary frame from the receiver; throws {@linkcode ProtocolError} unless it is SOURCE. */

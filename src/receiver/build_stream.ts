@@ -18,6 +18,7 @@ import {
   type StreamName,
   type StreamOffsets,
 } from "../protocol/mod.ts";
+import { releaseBuffer } from "../io.ts";
 import type { BuilderConsole } from "./console.ts";
 
 interface StreamState {
@@ -31,17 +32,6 @@ interface StreamState {
   frameEnds: number[];
   firstFrame: number;
   checksum: Crc32;
-}
-
-/**
- * Frees the memory behind a written frame now. Each WebSocket message arrives
- * in a fresh buffer that V8 would free only at its next collection, and at
- * hundreds of MB/s the garbage piled up to tens of MB before it did;
- * detaching the buffer frees it at once.
- */
-function releaseBuffer(bytes: Uint8Array): void {
-  const buffer = bytes.buffer;
-  if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
 }
 
 /** The result of checking FINISHED against what was written. */

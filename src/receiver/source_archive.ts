@@ -12,11 +12,13 @@ import { createHash } from "node:crypto";
 import { errorMessage, PhonehomeError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import { formatBytes } from "../format.ts";
+import { releaseBuffer } from "../io.ts";
 import {
-  encodeSourceFrame,
+  DATA_HEADER_BYTES,
   ProtocolError,
   SOURCE_WINDOW_BYTES,
   type SourceOffer,
+  writeSourceHeader,
 } from "../protocol/mod.ts";
 import { packDirectory } from "../archive/tar_writer.ts";
 
@@ -80,23 +82,21 @@ export class SourceArchive implements AsyncDisposable {
     return new SourceArchive(path, false, file, { bytes, sha256: hash.digest("hex") });
   }
 
-  /** The archive's bytes from `offset`, at most `length` of them. */
-  read(offset: number, length: number): Promise<Uint8Array> {
-    const next = this.#reads.then(() => this.#readNow(offset, length));
+  /** Fills `into` with the archive's bytes from `offset`, which must all exist. */
+  readInto(offset: number, into: Uint8Array): Promise<void> {
+    const next = this.#reads.then(() => this.#readNow(offset, into));
     this.#reads = next.catch(() => {});
     return next;
   }
 
-  async #readNow(offset: number, length: number): Promise<Uint8Array> {
-    const bytes = new Uint8Array(Math.min(length, this.offer.bytes - offset));
+  async #readNow(offset: number, into: Uint8Array): Promise<void> {
     await this.#file.seek(offset, Deno.SeekMode.Start);
     let filled = 0;
-    while (filled < bytes.byteLength) {
-      const read = await this.#file.read(bytes.subarray(filled));
+    while (filled < into.byteLength) {
+      const read = await this.#file.read(into.subarray(filled));
       if (read === null) throw new Error(`The source ${this.#path} shrank while being served.`);
       filled += read;
     }
-    return bytes;
   }
 
   /** Closes the archive, and removes it when it was packed for this build. */
@@ -153,12 +153,16 @@ export class SourceSender {
     this.#outstanding += length;
     this.#chain = this.#chain.then(async () => {
       for (let at = offset; at < offset + length; at += SOURCE_FRAME_BYTES) {
-        const piece = await this.#archive.read(
-          at,
-          Math.min(SOURCE_FRAME_BYTES, offset + length - at),
-        );
-        if (!this.#send(encodeSourceFrame(at, piece))) return;
-        this.#outstanding -= piece.byteLength;
+        // The archive is read straight into the frame, after its header.
+        const pieceBytes = Math.min(SOURCE_FRAME_BYTES, offset + length - at);
+        const frame = new Uint8Array(DATA_HEADER_BYTES + pieceBytes);
+        await this.#archive.readInto(at, frame.subarray(DATA_HEADER_BYTES));
+        writeSourceHeader(frame, at);
+        const sent = this.#send(frame);
+        // The connection copied it into a WebSocket frame; nothing else holds it.
+        releaseBuffer(frame);
+        if (!sent) return;
+        this.#outstanding -= pieceBytes;
       }
     }).catch((error) => this.#onError(error));
   }

@@ -9,6 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { formatBytes } from "../format.ts";
+import { releaseBuffer } from "../io.ts";
 import {
   ProtocolError,
   SOURCE_WINDOW_BYTES,
@@ -41,6 +42,8 @@ export class SourceFetch {
   #hash = createHash("sha256");
   /** Bytes received and queued for writing, in order. */
   #received = 0;
+  /** Bytes written to the file: what has left the relay's memory. */
+  #written = 0;
   /** Bytes asked for on the current connection. */
   #requested = 0;
   #writes: Promise<void> = Promise.resolve();
@@ -114,10 +117,16 @@ export class SourceFetch {
     // The frame's memory is the fetch's until it is written.
     const bytes = frame.payload;
     this.#hash.update(bytes);
-    this.#writes = this.#writes.then(() => this.#write(bytes));
+    this.#writes = this.#writes.then(async () => {
+      await this.#write(bytes);
+      this.#written += bytes.byteLength;
+      releaseBuffer(bytes);
+      // More is asked for only as the file takes it, so a disk slower than the
+      // connection holds the relay's memory to one window.
+      this.#askForMore();
+    });
     this.#writes.catch(() => {});
     if (end === offer.bytes) this.#finish(offer);
-    else this.#askForMore();
   }
 
   /** Gives up for `reason`; the fetch's file is removed. */
@@ -129,11 +138,11 @@ export class SourceFetch {
     this.#reject(new SourceFetchError(reason));
   }
 
-  /** Asks for the rest of the window, in one request, once half of it has come in. */
+  /** Asks for the rest of the window, in one request, once half of it has been written. */
   #askForMore(): void {
     const offer = this.#offer;
-    if (offer === undefined || this.#request === undefined) return;
-    const outstanding = this.#requested - this.#received;
+    if (offer === undefined || this.#request === undefined || this.#settled) return;
+    const outstanding = this.#requested - this.#written;
     if (outstanding > SOURCE_WINDOW_BYTES / 2 || this.#requested >= offer.bytes) return;
     const length = Math.min(SOURCE_WINDOW_BYTES - outstanding, offer.bytes - this.#requested);
     this.#request(this.#requested, length);

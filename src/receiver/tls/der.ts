@@ -6,6 +6,8 @@
  * @module
  */
 
+import { concatBytes } from "../../io.ts";
+
 /** Encoded DER, ready to nest in another value. */
 export type Der = Uint8Array<ArrayBuffer>;
 
@@ -42,19 +44,9 @@ export function tagged(tag: number, contents: Uint8Array): Der {
   return out;
 }
 
-function concat(parts: readonly Uint8Array[]): Der {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
-
 /** SEQUENCE of `items`. */
 export function sequence(...items: Der[]): Der {
-  return tagged(Tag.sequence, concat(items));
+  return tagged(Tag.sequence, concatBytes(items));
 }
 
 /** SET of `items` (one item here, so no sorting is needed). */
@@ -82,7 +74,7 @@ export function unsignedInteger(bytes: Uint8Array): Der {
   let start = 0;
   while (start < bytes.byteLength - 1 && bytes[start] === 0) start++;
   const trimmed = bytes.subarray(start);
-  const contents = trimmed[0] & 0x80 ? concat([Uint8Array.of(0), trimmed]) : trimmed;
+  const contents = trimmed[0] & 0x80 ? concatBytes([Uint8Array.of(0), trimmed]) : trimmed;
   return tagged(Tag.integer, contents);
 }
 
@@ -111,7 +103,7 @@ export function objectIdentifier(dotted: string): Der {
 
 /** BIT STRING holding whole bytes. */
 export function bitString(bytes: Uint8Array): Der {
-  return tagged(Tag.bitString, concat([Uint8Array.of(0), bytes]));
+  return tagged(Tag.bitString, concatBytes([Uint8Array.of(0), bytes]));
 }
 
 /**
@@ -123,7 +115,7 @@ export function namedBits(bits: readonly number[]): Der {
   const bytes = new Uint8Array(Math.floor(highest / 8) + 1);
   for (const bit of bits) bytes[Math.floor(bit / 8)] |= 0x80 >> (bit % 8);
   const unused = 7 - (highest % 8);
-  return tagged(Tag.bitString, concat([Uint8Array.of(unused), bytes]));
+  return tagged(Tag.bitString, concatBytes([Uint8Array.of(unused), bytes]));
 }
 
 /** OCTET STRING. */

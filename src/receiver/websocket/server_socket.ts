@@ -9,6 +9,8 @@
  * @module
  */
 
+import { concatBytes } from "../../io.ts";
+import { FrameWriter } from "./frame_writer.ts";
 import {
   decodeClosePayload,
   encodeClosePayload,
@@ -22,8 +24,15 @@ import {
   WebSocketError,
 } from "./frames.ts";
 
-/** Bytes asked of the connection per read. */
+/** Bytes asked of the connection per read, at most. */
 const READ_BUFFER_BYTES = 256 * 1024 + MAX_FRAME_HEADER_BYTES;
+
+/**
+ * Bytes asked per read while messages must be short: a connection that has
+ * not been allowed long messages yet costs no more, so that hundreds of them
+ * a second (a flood of connections that never say hello) stay cheap.
+ */
+const SMALL_READ_BUFFER_BYTES = 16 * 1024;
 
 /**
  * Most frames read past, while waiting for the peer's answer to a close: a
@@ -83,18 +92,12 @@ export class ServerSocket {
   #fragments: { opcode: number; parts: Uint8Array[]; bytes: number } | undefined;
   /** Set while the rest of a message is read past and dropped. */
   #skipping = false;
-  #queue: Uint8Array[] = [];
-  #unsentBytes = 0;
-  #writing = false;
+  #writer: FrameWriter;
   /** How the connection ends once the queued frames (a close) are written. */
   #endAfterWrites: SocketClose | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Where control frames' payloads are read: they are short, and a flood must not allocate. */
   #controlPayload = new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES);
-  /** The payload of the latest ping not answered yet (RFC 6455 5.5.3 lets one pong answer all). */
-  #pongPayload = new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES);
-  /** Bytes of {@linkcode #pongPayload} to send, or undefined when no pong is due. */
-  #pongBytes: number | undefined;
   /** Longest message (the sum of its frames) accepted from now on. */
   maxMessageBytes: number;
   /** How many more pings the peer may send before {@linkcode ServerSocketOptions.onTooManyPings}. */
@@ -104,6 +107,21 @@ export class ServerSocket {
   constructor(options: ServerSocketOptions) {
     this.#options = options;
     this.maxMessageBytes = options.maxMessageBytes;
+    this.#writer = new FrameWriter({
+      conn: options.conn,
+      maxUnsentBytes: options.maxUnsentBytes,
+      onOverflow: (unsentBytes) =>
+        // A peer that sends but never reads would make the queue grow without end.
+        this.#end({
+          code: TransportCloseCode.abnormal,
+          reason: `it left ${unsentBytes} bytes of replies unread.`,
+          dropped: true,
+        }),
+      onError: (error) => this.#end(abnormal(error)),
+      onIdle: () => {
+        if (this.#endAfterWrites !== undefined) this.#end(this.#endAfterWrites);
+      },
+    });
     // Reading starts on the next microtask, so the owner is set up before the first message.
     queueMicrotask(() => {
       this.#readLoop(options.leftover).catch((error) => this.#end(abnormal(error)));
@@ -117,7 +135,7 @@ export class ServerSocket {
 
   /** Bytes queued for the peer and not yet written to the connection. */
   get bufferedAmount(): number {
-    return this.#unsentBytes;
+    return this.#writer.unsentBytes;
   }
 
   /** Queues a text (string) or binary message; ignored once closing. */
@@ -125,7 +143,7 @@ export class ServerSocket {
     if (this.#state !== "open") return;
     const isText = typeof message === "string";
     const payload = isText ? new TextEncoder().encode(message) : message;
-    this.#enqueue(encodeFrame(isText ? Opcode.text : Opcode.binary, payload));
+    this.#writer.enqueue(encodeFrame(isText ? Opcode.text : Opcode.binary, payload));
   }
 
   /**
@@ -136,7 +154,7 @@ export class ServerSocket {
   close(code: number, reason: string): void {
     if (this.#state !== "open") return;
     this.#state = "closing";
-    this.#enqueue(encodeFrame(Opcode.close, encodeClosePayload(code, reason)), true);
+    this.#writer.enqueue(encodeFrame(Opcode.close, encodeClosePayload(code, reason)), true);
     this.#closeTimer = setTimeout(
       () => this.#end({ code: TransportCloseCode.abnormal, reason: "no answer to the close" }),
       this.#options.closeTimeoutMs,
@@ -148,58 +166,22 @@ export class ServerSocket {
     this.#end({ code: TransportCloseCode.abnormal, reason });
   }
 
-  #enqueue(frame: Uint8Array, always = false): void {
-    if (this.#state === "closed") return;
-    this.#unsentBytes += frame.byteLength;
-    if (!always && this.#unsentBytes > this.#options.maxUnsentBytes) {
-      // A peer that sends but never reads would make the queue grow without end.
-      this.#end({
-        code: TransportCloseCode.abnormal,
-        reason: `it left ${this.#unsentBytes} bytes of replies unread.`,
-        dropped: true,
-      });
-      return;
-    }
-    this.#queue.push(frame);
-    if (!this.#writing) this.#writeQueued();
-  }
-
-  async #writeQueued(): Promise<void> {
-    this.#writing = true;
-    try {
-      while ((this.#queue.length > 0 || this.#pongBytes !== undefined) && !this.#isClosed()) {
-        const frames = this.#queue.splice(0);
-        if (this.#pongBytes !== undefined) {
-          const pong = encodeFrame(Opcode.pong, this.#pongPayload.subarray(0, this.#pongBytes));
-          this.#pongBytes = undefined;
-          this.#unsentBytes += pong.byteLength;
-          frames.push(pong);
-        }
-        const bytes = frames.length === 1 ? frames[0] : concat(frames);
-        let done = 0;
-        while (done < bytes.byteLength) {
-          done += await this.#options.conn.write(bytes.subarray(done));
-        }
-        this.#unsentBytes -= bytes.byteLength;
-      }
-    } catch (error) {
-      this.#writing = false;
-      this.#end(abnormal(error));
-      return;
-    }
-    this.#writing = false;
-    if (this.#endAfterWrites !== undefined) this.#end(this.#endAfterWrites);
-  }
-
   async #readLoop(leftover: Uint8Array): Promise<void> {
-    const buffer = new Uint8Array(Math.max(READ_BUFFER_BYTES, leftover.byteLength));
+    let buffer = new Uint8Array(Math.max(this.#readBufferBytes(), leftover.byteLength));
     buffer.set(leftover);
     let start = 0;
     let end = leftover.byteLength;
     while (!this.#isClosed()) {
       start = this.#consume(buffer, start, end);
       if (this.#isClosed()) return;
-      if (start === end) {
+      if (buffer.byteLength < this.#readBufferBytes()) {
+        // Long messages are allowed now: read in bigger pieces from here on.
+        const larger = new Uint8Array(this.#readBufferBytes());
+        larger.set(buffer.subarray(start, end));
+        buffer = larger;
+        end -= start;
+        start = 0;
+      } else if (start === end) {
         start = end = 0;
       } else if (buffer.byteLength - end < MAX_FRAME_HEADER_BYTES) {
         buffer.copyWithin(0, start, end);
@@ -213,6 +195,12 @@ export class ServerSocket {
       }
       end += read;
     }
+  }
+
+  #readBufferBytes(): number {
+    return this.maxMessageBytes > SMALL_READ_BUFFER_BYTES
+      ? READ_BUFFER_BYTES
+      : SMALL_READ_BUFFER_BYTES;
   }
 
   /** Whether the connection has ended (a method, so that checks after calls are not narrowed away). */
@@ -316,9 +304,7 @@ export class ServerSocket {
         }
         // One pong answers every ping not answered yet, so a peer that pings and never reads
         // cannot make the queue grow.
-        for (let i = 0; i < length; i++) this.#pongPayload[i] = target[i];
-        this.#pongBytes = length;
-        if (!this.#writing) this.#writeQueued();
+        this.#writer.pong(target, length);
         return;
       case Opcode.pong:
         return;
@@ -333,7 +319,7 @@ export class ServerSocket {
     const opcode = this.#fragments?.opcode ?? frameOpcode;
     const whole = this.#fragments === undefined
       ? target
-      : concat([...this.#fragments.parts, target]);
+      : concatBytes([...this.#fragments.parts, target]);
     this.#fragments = undefined;
     if (opcode === Opcode.text) {
       let text: string;
@@ -360,7 +346,7 @@ export class ServerSocket {
       ? empty
       : encodeClosePayload(close.code, "");
     this.#endAfterWrites = close;
-    this.#enqueue(encodeFrame(Opcode.close, payload), true);
+    this.#writer.enqueue(encodeFrame(Opcode.close, payload), true);
   }
 
   /** Fails the connection for a framing error: a close frame with its code, then the end. */
@@ -370,7 +356,7 @@ export class ServerSocket {
       this.close(error.closeCode, error.message.slice(0, 120));
       // Nothing after a framing error can be trusted, not even a close frame: end once sent.
       this.#endAfterWrites = close;
-      if (!this.#writing) this.#end(close);
+      if (!this.#writer.writing) this.#end(close);
     } else {
       this.#end(close);
     }
@@ -381,8 +367,7 @@ export class ServerSocket {
     if (this.#state === "closed") return;
     this.#state = "closed";
     clearTimeout(this.#closeTimer);
-    this.#queue = [];
-    this.#pongBytes = undefined;
+    this.#writer.stop();
     try {
       this.#options.conn.close();
     } catch {
@@ -401,13 +386,3 @@ const empty = new Uint8Array();
 
 /** Decodes whole messages (never streaming), so one decoder serves every connection. */
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
