@@ -10,6 +10,7 @@
 
 import { fileURLToPath } from "node:url";
 import { childrenOf } from "../src/process_tree.ts";
+import { V8_FLAGS_ARGUMENT } from "../src/v8_flags.ts";
 import { processName } from "../tests/support/proc_status.ts";
 import { ProcessSampler } from "./process_sampler.ts";
 import { type ReadOptions, readOutput, type ReadResult } from "./reader.ts";
@@ -79,7 +80,7 @@ export function cleanEnvironment(): Record<string, string> {
 
 /** Arguments of `deno` that run `phonehome ...args` from this checkout. */
 export function phonehomeArgs(...args: readonly string[]): string[] {
-  return ["run", "-A", "--quiet", `--config=${CONFIG}`, MAIN, ...args];
+  return ["run", "-A", "--quiet", V8_FLAGS_ARGUMENT, `--config=${CONFIG}`, MAIN, ...args];
 }
 
 /** Arguments that run `phonehome build` with `flags` around `command`. */

@@ -7,6 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { V8_FLAGS_ARGUMENT } from "../src/v8_flags.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const [outDir = `${root}dist`, ...extra] = Deno.args;
@@ -27,6 +28,7 @@ for (const { name, entry } of BINARIES) {
       "compile",
       "--allow-all",
       "--quiet",
+      V8_FLAGS_ARGUMENT,
       `--config=${root}deno.json`,
       `--output=${output}`,
       ...extra,

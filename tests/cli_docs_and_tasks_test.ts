@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { CONFIGURATION_DOC_PATH, renderConfigurationDoc } from "../src/cli/configuration_doc.ts";
 import { BUILDER_COMMANDS } from "../src/cli/builder_commands.ts";
 import { POD_COMMANDS } from "../src/cli/pod_commands.ts";
+import { V8_FLAGS_ARGUMENT } from "../src/v8_flags.ts";
 import { CONFIG, DENO, tempDir } from "./support/processes.ts";
 
 Deno.test("docs/configuration.md is what the flag declarations say (deno task docs rewrites it)", async () => {
@@ -45,6 +46,14 @@ Deno.test("the shell examples of the README and docs/ need only what 'Try it' in
     /^\S+: \s*(?:[A-Z_]+=\S+\s+)*(?:deno|phonehome|phonehome-builder|phonehome-relay)\s/.test(line)
   );
   assert.deepEqual(offPath, []);
+});
+
+Deno.test("the demo and phonehome tasks run Deno with the V8 settings every phonehome process uses", () => {
+  const tasks: Record<string, string> = JSON.parse(Deno.readTextFileSync(CONFIG)).tasks;
+  for (const name of ["demo", "phonehome"]) {
+    assert.match(tasks[name], /^deno run -A (\S+) main\.ts/, name);
+    assert.equal(tasks[name].split(" ")[3], V8_FLAGS_ARGUMENT, `deno.json's ${name} task`);
+  }
 });
 
 Deno.test("the phonehome task runs the command line from the checkout, as the README shows", async () => {

@@ -14,6 +14,7 @@ import { adoptOrphans, reapOrphans, stopDescendants } from "../process_tree.ts";
 import type { BuildReceiver } from "../receiver/receiver.ts";
 import type { RelayTuning } from "../relay/tuning.ts";
 import { RELAY_ENV } from "../protocol/mod.ts";
+import { V8_FLAGS_ARGUMENT } from "../v8_flags.ts";
 
 /**
  * How long the relay gets to stop once its lifeline is cut before it is killed:
@@ -58,7 +59,16 @@ export function defaultRelayInvocation(): string[] {
   if (Deno.build.standalone) return [join(dirname(Deno.execPath()), "phonehome-relay")];
   const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
   const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
-  return [Deno.execPath(), "run", "-A", "--quiet", `--config=${config}`, main, "relay"];
+  return [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--quiet",
+    V8_FLAGS_ARGUMENT,
+    `--config=${config}`,
+    main,
+    "relay",
+  ];
 }
 
 /** A fresh directory, removed with everything in it when disposed of. */

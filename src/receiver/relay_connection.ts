@@ -6,6 +6,7 @@
  * @module
  */
 
+import { formatDuration } from "../format.ts";
 import {
   closeReason,
   encodeControl,
@@ -27,12 +28,13 @@ const CLOSE_TIMEOUT_MS = 2_000;
 export interface ConnectionEvents {
   /** A whole message arrived. */
   onMessage: (connection: RelayConnection, data: string | Uint8Array) => void;
-  /** A message announced more bytes than the connection's limit; the session closes it. */
-  onTooLarge: (connection: RelayConnection, length: number, limitBytes: number) => void;
-  /** More WebSocket pings than {@linkcode MAX_PINGS_BEFORE_HELLO} came before the hello. */
-  onTooManyPings: (connection: RelayConnection) => void;
-  /** The hello did not arrive within {@linkcode HELLO_TIMEOUT_MS}. */
-  onHelloTimeout: (connection: RelayConnection) => void;
+  /**
+   * The peer broke a rule of the connection itself (a message over its
+   * limit, more pings than {@linkcode MAX_PINGS_BEFORE_HELLO} before the
+   * hello, no hello within {@linkcode HELLO_TIMEOUT_MS}); `reason` says which.
+   * The session closes it with 4002.
+   */
+  onViolation: (connection: RelayConnection, reason: string) => void;
   /** The connection is closed, by either side or by a broken socket. */
   onClose: (connection: RelayConnection, close: SocketClose) => void;
 }
@@ -69,8 +71,14 @@ export class RelayConnection {
         this.lastHeardMs = performance.now();
         events.onMessage(this, message);
       },
-      onTooLarge: (length, limit) => events.onTooLarge(this, length, limit),
-      onTooManyPings: () => events.onTooManyPings(this),
+      onTooLarge: (length, limit) =>
+        events.onViolation(
+          this,
+          `A message of ${length} bytes is over the ${limit}-byte limit` +
+            `${this.greeted ? "" : " before hello"}.`,
+        ),
+      onTooManyPings: () =>
+        events.onViolation(this, `More than ${MAX_PINGS_BEFORE_HELLO} pings before hello.`),
       onClose: (close) => {
         this.stopHelloTimer();
         upgrade.release();
@@ -79,7 +87,10 @@ export class RelayConnection {
       },
     });
     this.#socket.pingBudget = MAX_PINGS_BEFORE_HELLO;
-    this.#helloTimer = setTimeout(() => events.onHelloTimeout(this), HELLO_TIMEOUT_MS);
+    this.#helloTimer = setTimeout(
+      () => events.onViolation(this, `No hello within ${formatDuration(HELLO_TIMEOUT_MS)}.`),
+      HELLO_TIMEOUT_MS,
+    );
   }
 
   /** Whether messages can still be sent. */

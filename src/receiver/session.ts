@@ -16,9 +16,7 @@ import {
   decodeDataFrame,
   type ExitStatus,
   type FinishedMessage,
-  HELLO_TIMEOUT_MS,
   MAX_PENDING_HANDSHAKES,
-  MAX_PINGS_BEFORE_HELLO,
   parseRelayMessage,
   PING_TIMEOUT_INTERVALS,
   PROTOCOL_VERSION,
@@ -141,25 +139,8 @@ export class Session {
   accept(upgrade: Upgrade): void {
     const connection = new RelayConnection(upgrade, {
       onMessage: (connection, message) => this.#onMessage(connection, message),
-      onTooLarge: (connection, length, limit) =>
-        this.#closeConnection(
-          connection,
-          CloseCode.protocolViolation,
-          `A message of ${length} bytes is over the ${limit}-byte limit` +
-            `${connection.greeted ? "" : " before hello"}.`,
-        ),
-      onTooManyPings: (connection) =>
-        this.#closeConnection(
-          connection,
-          CloseCode.protocolViolation,
-          `More than ${MAX_PINGS_BEFORE_HELLO} pings before hello.`,
-        ),
-      onHelloTimeout: (connection) =>
-        this.#closeConnection(
-          connection,
-          CloseCode.protocolViolation,
-          `No hello within ${formatDuration(HELLO_TIMEOUT_MS)}.`,
-        ),
+      onViolation: (connection, reason) =>
+        this.#closeConnection(connection, CloseCode.protocolViolation, reason),
       onClose: (connection, close) => this.#onClose(connection, close),
     });
     this.#connections.add(connection);

@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Crc32 } from "../../src/protocol/mod.ts";
+import { V8_FLAGS_ARGUMENT } from "../../src/v8_flags.ts";
 
 /** The CLI entry point under test. */
 export const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
@@ -30,7 +31,7 @@ export function denoScript(name: string, ...args: string[]): string[] {
 
 /** Argument vector that runs `phonehome ...args` from this checkout, as a process would. */
 export function phonehomeArgv(...args: string[]): string[] {
-  return [DENO, "run", "-A", "--quiet", `--config=${CONFIG}`, MAIN, ...args];
+  return [DENO, "run", "-A", "--quiet", V8_FLAGS_ARGUMENT, `--config=${CONFIG}`, MAIN, ...args];
 }
 
 /** Options for {@linkcode spawnPhonehome}. */

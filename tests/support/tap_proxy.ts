@@ -8,6 +8,8 @@
  * @module
  */
 
+import { concatBytes } from "../../src/io.ts";
+
 /** Settings of a {@linkcode TapProxy}. */
 export interface TapOptions {
   /** Where the proxy forwards to. */
@@ -55,13 +57,7 @@ export class TapProxy implements AsyncDisposable {
     const parts = direction === undefined
       ? [...this.#recorded.up, ...this.#recorded.down]
       : this.#recorded[direction];
-    const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-    let offset = 0;
-    for (const part of parts) {
-      out.set(part, offset);
-      offset += part.byteLength;
-    }
-    return out;
+    return concatBytes(parts);
   }
 
   /** Whether `text` (as UTF-8) occurs anywhere in what the proxy saw. */

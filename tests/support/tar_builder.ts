@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "../../src/io.ts";
 import { BLOCK_BYTES, encodeHeader, EntryType, paddingOf } from "../../src/archive/tar_format.ts";
 
 /** One entry to write. */
@@ -37,11 +38,5 @@ export function tarOf(entries: readonly TestEntry[]): Uint8Array {
     parts.push(content, new Uint8Array(paddingOf(content.byteLength)));
   }
   parts.push(new Uint8Array(2 * BLOCK_BYTES));
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
+  return concatBytes(parts);
 }
