@@ -161,37 +161,64 @@ function pair(
   return { heading, bars };
 }
 
+/** The bulk case's lanes as report.ts reads them; older results lack the extra lanes. */
+type BulkData = Record<"phonehome" | "socat", ThroughputSeries> & {
+  phonehomeOnePipe?: ThroughputSeries;
+  phonehomeWss?: ThroughputSeries;
+};
+
+/** Colours of the bulk case's extra phonehome lanes, apart from the two routes'. */
+const EXTRA_LANE_COLOURS = { onePipe: "#8250df", wss: "#1a7f37" } as const;
+
+const mbps = (value: number): string => `${fixed(value / BYTES_PER_MB, 1)} MB/s`;
+
+/**
+ * The bulk case's bars: phonehome over ws with two pipes, then each extra
+ * lane the run had (one pipe, wss), then socat; the heading gives each
+ * one's paired ratio (the one pipe's over socat, wss's over ws).
+ */
+function bulkGroup(bulk: BulkData): BarGroup {
+  const p = median(bulk.phonehome.bytesPerSecond);
+  const s = median(bulk.socat.bytesPerSecond);
+  const bars: Bar[] = [{
+    name: "phonehome, two pipes",
+    value: p,
+    text: mbps(p),
+    colour: COLOURS.phonehome,
+  }];
+  let heading = `1. Bulk: ratio ${fixed(pairedRatio(bulk), 2)} (median of paired runs)`;
+  const onePipe = bulk.phonehomeOnePipe;
+  if (onePipe !== undefined) {
+    const o = median(onePipe.bytesPerSecond);
+    heading += `; one pipe: ${fixed(pairedRatio(bulk, { over: onePipe }), 2)}`;
+    bars.push({
+      name: "phonehome, one pipe (--merge)",
+      value: o,
+      text: mbps(o),
+      colour: EXTRA_LANE_COLOURS.onePipe,
+    });
+  }
+  const wss = bulk.phonehomeWss;
+  if (wss !== undefined) {
+    const w = median(wss.bytesPerSecond);
+    heading += `; wss over ws: ${
+      fixed(pairedRatio(bulk, { over: wss, under: bulk.phonehome }), 2)
+    }`;
+    bars.push({
+      name: "phonehome, wss (--tls)",
+      value: w,
+      text: mbps(w),
+      colour: EXTRA_LANE_COLOURS.wss,
+    });
+  }
+  bars.push({ name: "socat (plain TCP relay)", value: s, text: mbps(s), colour: COLOURS.baseline });
+  return { heading, bars };
+}
+
 function throughputSvg(context: BenchContext): string | undefined {
   const groups: BarGroup[] = [];
-  const mbps = (value: number): string => `${fixed(value / BYTES_PER_MB, 1)} MB/s`;
-  const bulk = context.data.bulk as
-    | (Record<"phonehome" | "socat", ThroughputSeries> & { phonehomeOnePipe?: ThroughputSeries })
-    | undefined;
-  if (bulk !== undefined) {
-    const p = median(bulk.phonehome.bytesPerSecond);
-    const s = median(bulk.socat.bytesPerSecond);
-    const group = pair(
-      `1. Bulk: ratio ${fixed(pairedRatio(bulk), 2)} (median of paired runs)`,
-      { name: "phonehome", value: p, text: mbps(p) },
-      { name: "socat (plain TCP relay)", value: s, text: mbps(s) },
-    );
-    const onePipe = bulk.phonehomeOnePipe;
-    if (onePipe !== undefined) {
-      // The merged build between the two: the same route as the first bar, with one pipe.
-      const o = median(onePipe.bytesPerSecond);
-      const ratio = fixed(pairedRatio(bulk, { over: onePipe }), 2);
-      groups.push({
-        heading: `${group.heading}; one pipe: ${ratio}`,
-        bars: [
-          { ...group.bars[0], name: "phonehome, two pipes" },
-          { name: "phonehome, one pipe (--merge)", value: o, text: mbps(o), colour: "#8250df" },
-          group.bars[1],
-        ],
-      });
-    } else {
-      groups.push(group);
-    }
-  }
+  const bulk = context.data.bulk as BulkData | undefined;
+  if (bulk !== undefined) groups.push(bulkGroup(bulk));
   const small = context.data.smallWrites as
     | (Record<"phonehome" | "socat", ThroughputSeries> & { lineBytes: number })
     | undefined;

@@ -2,8 +2,8 @@
  * Cases 1 and 2: bulk throughput and many small writes, each against the
  * socat baseline run in between, so both see the same machine. The bulk case
  * also runs phonehome with the build's stdout and stderr on one pipe
- * (`--merge`), beside the usual two, and reports the CPU time each process
- * in the middle spends per GB.
+ * (`--merge`), beside the usual two, and over wss (`--tls`), and reports the
+ * CPU time each process in the middle spends per GB.
  *
  * @module
  */
@@ -22,6 +22,8 @@ const SMALL_WRITER = fileURLToPath(new URL("./small_writer.ts", import.meta.url)
 /** Targets from the issue. */
 const BULK_TARGET_RATIO = 0.6;
 const SMALL_TARGET_RATIO = 0.5;
+/** What wss may cost against plain ws on the same route: at most a tenth of the throughput. */
+const WSS_TARGET_RATIO = 0.9;
 
 /**
  * One way through a throughput case: a route, and what `phonehome build` is
@@ -42,14 +44,27 @@ export const ROUTE_LANES = {
 } as const satisfies Record<Route, Lane>;
 
 /**
- * The bulk case's lanes: the two routes, and phonehome once more with the
+ * The bulk case's lanes: the two routes; phonehome once more with the
  * build's stdout and stderr on one pipe (`phonehome build --merge`, the
- * relay's `--merge`: the build runs under `sh -c 'exec "$@" 2>&1'`).
+ * relay's `--merge`: the build runs under `sh -c 'exec "$@" 2>&1'`); and
+ * phonehome over wss (`phonehome build --tls`: the local backend serves
+ * wss:// with a per-build CA and certificate and gives the relay the CA).
  */
 export const BULK_LANES = {
   ...ROUTE_LANES,
   phonehomeOnePipe: { name: "phonehome, one pipe", route: "phonehome", buildFlags: ["--merge"] },
+  phonehomeWss: { name: "phonehome, wss", route: "phonehome", buildFlags: ["--tls"] },
 } as const satisfies Record<string, Lane>;
+
+/** The name of one of the bulk case's lanes. */
+export type BulkLane = keyof typeof BULK_LANES;
+
+/** phonehome's bulk lanes that get a CPU row, with how the row's figure names each. */
+const CPU_ROW_LANES = [
+  ["phonehome", "two pipes"],
+  ["phonehomeOnePipe", "one pipe"],
+  ["phonehomeWss", "wss (build --tls)"],
+] as const satisfies ReadonlyArray<readonly [Exclude<BulkLane, "socat">, string]>;
 
 /** One lane's runs of a throughput case. */
 export interface ThroughputSeries {
@@ -176,21 +191,20 @@ function cpuText(cpu: CpuPerGb): string {
 /** The bulk case's CPU rows: phonehome's relay and receiver against socat's two, per lane. */
 function cpuRows(
   context: BenchContext,
-  result: Record<keyof typeof BULK_LANES, ThroughputSeries>,
-): Record<keyof typeof BULK_LANES, CpuPerGb> {
+  result: Record<BulkLane, ThroughputSeries>,
+): Record<BulkLane, CpuPerGb> {
   const { bulkBytes, bulkRuns } = context.options;
   const cpu = {
     socat: cpuPerGb(result.socat, bulkBytes),
     phonehome: cpuPerGb(result.phonehome, bulkBytes),
     phonehomeOnePipe: cpuPerGb(result.phonehomeOnePipe, bulkBytes),
+    phonehomeWss: cpuPerGb(result.phonehomeWss, bulkBytes),
   };
   const socatTotal = cpu.socat.relay + cpu.socat.receiver;
-  for (
-    const [lane, pipes] of [["phonehome", "two pipes"], ["phonehomeOnePipe", "one pipe"]] as const
-  ) {
+  for (const [lane, which] of CPU_ROW_LANES) {
     context.rows.push({
       case: "1. Bulk throughput",
-      figure: `CPU-s per GB, relay / receiver, ${pipes}`,
+      figure: `CPU-s per GB, relay / receiver, ${which}`,
       phonehome: cpuText(cpu[lane]),
       baseline: `${cpuText(cpu.socat)} (socat sender / listener)`,
       ratio: fixed((cpu[lane].relay + cpu[lane].receiver) / socatTotal, 2),
@@ -207,7 +221,36 @@ function cpuRows(
   return cpu;
 }
 
-/** Case 1: the bulk corpus through both routes, and through phonehome with one pipe. */
+/**
+ * The wss lane's row: its throughput over plain ws on the same route (the
+ * two-pipe phonehome lane), paired by round. Returns that ratio.
+ */
+function wssRow(
+  context: BenchContext,
+  result: Record<BulkLane, ThroughputSeries>,
+  runs: string,
+): number {
+  const { bulkRuns } = context.options;
+  const wss = median(result.phonehomeWss.bytesPerSecond);
+  const ws = median(result.phonehome.bytesPerSecond);
+  const wssOverWs = pairedRatio(result, { over: result.phonehomeWss, under: result.phonehome });
+  const wssOverSocat = pairedRatio(result, { over: result.phonehomeWss });
+  context.rows.push({
+    case: "1. Bulk throughput",
+    figure: "MB/s, wss (build --tls)",
+    phonehome: fixed(wss / BYTES_PER_MB, 1),
+    baseline: `${fixed(ws / BYTES_PER_MB, 1)} (phonehome over ws, two pipes)`,
+    ratio: ratioText(wssOverWs),
+    target: `>= ${WSS_TARGET_RATIO}`,
+    met: wssOverWs >= WSS_TARGET_RATIO,
+    how: `${runs}; the build's two pipes, over wss:// with a per-build CA and certificate; ` +
+      `ratio: over phonehome's two-pipe (ws) lane, median of the ${bulkRuns} paired runs' ` +
+      `ratios; over socat, median of paired runs' ratios: ${ratioText(wssOverSocat)}`,
+  });
+  return wssOverWs;
+}
+
+/** Case 1: the bulk corpus through both routes, through phonehome with one pipe, and over wss. */
 export async function bulkCase(context: BenchContext): Promise<void> {
   const { bulkBytes, bulkRuns } = context.options;
   context.progress(`generating the ${sizeText(bulkBytes)} corpus`);
@@ -249,10 +292,12 @@ export async function bulkCase(context: BenchContext): Promise<void> {
     ratio: ratioText(onePipeRatio),
     target: `>= ${BULK_TARGET_RATIO}`,
     met: onePipeRatio >= BULK_TARGET_RATIO,
-    how: `${runs}, each round running socat, phonehome, then phonehome with one pipe; ` +
+    how: `${runs}, each round running socat, phonehome, phonehome with one pipe, then ` +
+      "phonehome over wss; " +
       `ratio: median of the ${bulkRuns} paired runs' ratios; one pipe over two pipes, ` +
       `median of paired runs' ratios: ${ratioText(onePipeOverTwo)}`,
   });
+  const wssOverWs = wssRow(context, result, runs);
   context.data.bulk = {
     corpusBytes: bulkBytes,
     sha256: corpus.sha256,
@@ -260,6 +305,7 @@ export async function bulkCase(context: BenchContext): Promise<void> {
     ratio,
     onePipeRatio,
     onePipeOverTwo,
+    wssOverWs,
     cpuSecondsPerGb: cpuRows(context, result),
   };
 }

@@ -21,7 +21,9 @@ interface Results {
     bulk: {
       phonehome: { bytesPerSecond: number[]; cpuSeconds: Array<{ relay: number }> };
       phonehomeOnePipe: { bytesPerSecond: number[]; buildFlags: string[] };
+      phonehomeWss: { bytesPerSecond: number[]; buildFlags: string[] };
     };
+    startup: { runs: number; certificates: Array<{ firstMs: number; secondMs: number }> };
     source: { runs: number; bytesPerSecond: number[]; tree: { files: number } };
     scale: { many: { lostBytes: number; wholeBuilds: number; builds: number } };
     latency: { cases: Array<{ series: Array<{ samplesMs: number[] }>; lines: number }> };
@@ -71,7 +73,16 @@ Deno.test(unlessUnavailable(benchMissing, {
     );
     assert.deepEqual(bulk.phonehomeOnePipe.buildFlags, ["--merge"]);
     const bulkRows = results.rows.filter((row) => row.case.startsWith("1. Bulk"));
-    assert.equal(bulkRows.filter((row) => /^CPU-s per GB/.test(row.figure)).length, 2);
+    assert.equal(bulkRows.filter((row) => /^CPU-s per GB/.test(row.figure)).length, 3);
+    assert.deepEqual(bulk.phonehomeWss.buildFlags, ["--tls"]);
+    assert.equal(bulk.phonehomeWss.bytesPerSecond.length, bulk.phonehome.bytesPerSecond.length);
+    assert.ok(bulkRows.some((row) => /^MB\/s, wss/.test(row.figure)), "a row for wss");
+    const startup = results.cases.startup;
+    assert.equal(startup.certificates.length, startup.runs, "every certificate process reported");
+    assert.ok(
+      results.rows.some((row) => row.case === "6. Start-up" && /certificate/.test(row.figure)),
+      "a start-up row for the per-build certificates",
+    );
     assert.equal(bulk.phonehome.cpuSeconds.length, bulk.phonehome.bytesPerSecond.length);
     assert.ok(bulk.phonehome.cpuSeconds.every((cpu) => cpu.relay > 0), "the relay's CPU was read");
     assert.ok(bulkRows.some((row) => /the source in/.test(row.figure)), "a row for the source");

@@ -8,12 +8,14 @@ import {
   denoScript,
   digestStream,
   isAlive,
+  LineWatcher,
   readAll,
   readText,
   sha256,
   spawnPhonehome,
   tempDir,
 } from "./support/processes.ts";
+import { settlesWithin } from "../src/timing.ts";
 
 async function runBuild(
   command: string[],
@@ -180,3 +182,29 @@ function toPrintf(text: string): string {
 function latin1(text: string): Uint8Array {
   return Uint8Array.from([...text].map((c) => c.charCodeAt(0)));
 }
+
+Deno.test("what a build writes just before it goes quiet arrives while it is still quiet", async () => {
+  await using dir = await tempDir();
+  const gate = `${dir.path}/gate`;
+  await new Deno.Command("mkfifo", { args: [gate] }).output();
+  // A burst leaves its last lines coalesced, waiting for the coalescing timer while the relay's
+  // next read of the pipe is pending; the build then waits for the test, which waits for them.
+  const burst = 'i=0; while [ $i -lt 2000 ]; do echo "line$i"; i=$((i+1)); done';
+  const child = spawnPhonehome([
+    "build",
+    "--idle-interval=0",
+    "--",
+    "sh",
+    "-c",
+    `${burst}; read go < "${gate}"; echo "after $go"`,
+  ]);
+  const stdout = new LineWatcher(child.stdout);
+  const stderr = readText(child.stderr);
+  const lastLine = stdout.waitFor(/^line1999$/);
+  assert.ok(await settlesWithin(lastLine, 30_000), "the burst's last line arrived");
+  await Deno.writeTextFile(gate, "now\n");
+  assert.equal((await child.status).code, 0, await stderr);
+  const text = await stdout.done;
+  assert.equal(text.split("\n").length - 1, 2001);
+  assert.ok(text.endsWith("line1999\nafter now\n"));
+});

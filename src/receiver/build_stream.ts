@@ -18,7 +18,6 @@ import {
   type StreamName,
   type StreamOffsets,
 } from "../protocol/mod.ts";
-import { releaseBuffer } from "../io.ts";
 import type { BuilderConsole } from "./console.ts";
 
 interface StreamState {
@@ -47,16 +46,19 @@ export class BuildStream {
   #console: BuilderConsole;
   #onWritten: () => void;
   #onWriteError: (error: Error) => void;
+  #release: (payload: Uint8Array) => void;
   #sealed = false;
 
   /**
    * Creates the record. `onWritten` runs after each completed write (to send an
-   * acknowledgement); `onWriteError` runs once if an output cannot be written.
+   * acknowledgement); `onWriteError` runs once if an output cannot be written;
+   * `release` is handed each frame's payload once its bytes are written.
    */
   constructor(options: {
     console: BuilderConsole;
     onWritten: () => void;
     onWriteError: (error: Error) => void;
+    release: (payload: Uint8Array) => void;
   }) {
     const state = (): StreamState => ({
       received: 0,
@@ -70,6 +72,7 @@ export class BuildStream {
     this.#console = options.console;
     this.#onWritten = options.onWritten;
     this.#onWriteError = options.onWriteError;
+    this.#release = options.release;
   }
 
   /** Bytes of each stream written to the receiver's outputs. */
@@ -171,7 +174,7 @@ export class BuildStream {
       () => {
         state.written += fresh.byteLength;
         state.checksum.update(fresh);
-        releaseBuffer(fresh);
+        this.#release(fresh);
         this.#onWritten();
       },
       (error: Error) => this.#onWriteError(error),

@@ -19,6 +19,7 @@ import {
 } from "../protocol/mod.ts";
 import type { Upgrade } from "./admission.ts";
 import { type SourceArchive, SourceSender } from "./source_archive.ts";
+import type { PayloadPool } from "./websocket/payload_pool.ts";
 import { ServerSocket, type SocketClose } from "./websocket/server_socket.ts";
 
 /** How long a close handshake may take before the connection is dropped. */
@@ -56,8 +57,11 @@ export class RelayConnection {
   #helloTimer: ReturnType<typeof setTimeout> | undefined;
   #sourceSender: SourceSender | undefined;
 
-  /** Takes over `upgrade`; the hello timeout starts now. */
-  constructor(upgrade: Upgrade, events: ConnectionEvents) {
+  /**
+   * Takes over `upgrade`; the hello timeout starts now. Long messages are
+   * read into memory from `payloads`.
+   */
+  constructor(upgrade: Upgrade, events: ConnectionEvents, payloads: PayloadPool) {
     this.remote = upgrade.remote;
     let resolveClosed!: () => void;
     this.closed = new Promise((resolve) => (resolveClosed = resolve));
@@ -67,6 +71,7 @@ export class RelayConnection {
       maxMessageBytes: MAX_HELLO_MESSAGE_BYTES,
       maxUnsentBytes: MAX_UNSENT_BYTES,
       closeTimeoutMs: CLOSE_TIMEOUT_MS,
+      allocate: (length) => payloads.take(length),
       onMessage: (message) => {
         this.lastHeardMs = performance.now();
         events.onMessage(this, message);

@@ -16,6 +16,7 @@ import {
   decodeDataFrame,
   type ExitStatus,
   type FinishedMessage,
+  MAX_MESSAGE_BYTES,
   MAX_PENDING_HANDSHAKES,
   parseRelayMessage,
   PING_TIMEOUT_INTERVALS,
@@ -31,6 +32,7 @@ import type { BuilderConsole } from "./console.ts";
 import { describeClose, RelayConnection } from "./relay_connection.ts";
 import type { SourceArchive } from "./source_archive.ts";
 import { StreamOwner } from "./stream_owner.ts";
+import { PayloadPool } from "./websocket/payload_pool.ts";
 import type { SocketClose } from "./websocket/server_socket.ts";
 
 /** How long the receiver waits for the relay to close after the verdict. */
@@ -78,6 +80,12 @@ export class Session {
   #pending = new Set<RelayConnection>();
   #connections = new Set<RelayConnection>();
   #owner = new StreamOwner();
+  /** DATA frames of 64 KiB or more are read into reused memory; 8 MiB of it kept at most. */
+  #payloads = new PayloadPool({
+    bufferBytes: MAX_MESSAGE_BYTES,
+    minimumBytes: 64 * 1024,
+    maxFreeBuffers: 32,
+  });
   #windowBytes = 0;
   #finished: FinishedMessage | undefined;
   #verdict: VerdictMessage | undefined;
@@ -93,6 +101,7 @@ export class Session {
     this.#options = options;
     this.#build = new BuildStream({
       console: options.console,
+      release: (payload) => this.#payloads.give(payload),
       onWritten: () => this.#scheduleAck(),
       onWriteError: (error) => this.#outputFailed(error),
     });
@@ -142,7 +151,7 @@ export class Session {
       onViolation: (connection, reason) =>
         this.#closeConnection(connection, CloseCode.protocolViolation, reason),
       onClose: (connection, close) => this.#onClose(connection, close),
-    });
+    }, this.#payloads);
     this.#connections.add(connection);
     this.#pending.add(connection);
   }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { enlargePipes } from "./pipe_size.ts";
 import { PhonehomeError } from "../errors.ts";
 import { ExitCode, signalExitCode, signalName } from "../exit_codes.ts";
 import type { ExitStatus } from "../protocol/mod.ts";
@@ -165,6 +166,7 @@ export class BuildProcess {
         stderr: merged ? "null" : "piped",
         detached: true,
       }).spawn();
+      enlargePipes(child.pid, merged ? [1] : [1, 2]);
       return new BuildProcess(child, merged);
     } catch (error) {
       throw startFailure(command[0], path, error);

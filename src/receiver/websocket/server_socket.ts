@@ -42,6 +42,9 @@ const SMALL_READ_BUFFER_BYTES = 16 * 1024;
  */
 const MAX_FRAMES_WHILE_CLOSING = 16_384;
 
+/** Payload bytes still to come that make a read go straight into the payload. */
+const DIRECT_READ_MIN_BYTES = 16 * 1024;
+
 /** How a connection ended. */
 export interface SocketClose {
   /** The code of the peer's close frame; 1006 when the connection ended without one. */
@@ -64,6 +67,8 @@ export interface ServerSocketOptions {
   maxUnsentBytes: number;
   /** How long the peer gets to answer a close frame before the connection is dropped. */
   closeTimeoutMs: number;
+  /** Memory for a data frame's payload of `length` bytes; a fresh buffer when absent. */
+  allocate?: (length: number) => Uint8Array;
   /** A whole text (string) or binary (bytes, owned by the callee) message. */
   onMessage: (message: string | Uint8Array) => void;
   /** A message's header announced `length` bytes, beyond the limit; the socket waits for a close. */
@@ -183,6 +188,11 @@ export class ServerSocket {
         start = 0;
       } else if (start === end) {
         start = end = 0;
+        const payload = this.#directReadTarget();
+        if (payload !== undefined) {
+          if (!(await this.#readPayload(payload))) return;
+          continue;
+        }
       } else if (buffer.byteLength - end < MAX_FRAME_HEADER_BYTES) {
         buffer.copyWithin(0, start, end);
         end -= start;
@@ -195,6 +205,40 @@ export class ServerSocket {
       }
       end += read;
     }
+  }
+
+  /**
+   * The payload the next read goes straight into, if any: a long one, with
+   * nothing of it buffered, is then read without a copy.
+   */
+  #directReadTarget(): Uint8Array | undefined {
+    const target = this.#target;
+    const direct = this.#inPayload && target !== undefined && target !== this.#controlPayload &&
+      this.#header.length - this.#filled >= DIRECT_READ_MIN_BYTES;
+    return direct ? target : undefined;
+  }
+
+  /** Reads into `payload`, the current frame's; false when the connection ended. */
+  async #readPayload(payload: Uint8Array): Promise<boolean> {
+    const header = this.#header;
+    const into = payload.subarray(this.#filled, header.length);
+    const read = await this.#options.conn.read(into);
+    if (read === null) {
+      this.#end({ code: TransportCloseCode.abnormal, reason: "the connection closed" });
+      return false;
+    }
+    if (this.#isClosed()) return false;
+    unmask(into.subarray(0, read), header.mask, this.#filled);
+    this.#filled += read;
+    if (this.#filled === header.length) {
+      try {
+        this.#endFrame();
+      } catch (error) {
+        if (!(error instanceof WebSocketError)) throw error;
+        this.#fail(error);
+      }
+    }
+    return !this.#isClosed();
   }
 
   #readBufferBytes(): number {
@@ -280,7 +324,7 @@ export class ServerSocket {
     this.#target = !keep
       ? undefined
       : isData
-      ? new Uint8Array(header.length)
+      ? (this.#options.allocate?.(header.length) ?? new Uint8Array(header.length))
       : this.#controlPayload;
     this.#filled = 0;
     this.#inPayload = true;

@@ -1,0 +1,53 @@
+/**
+ * Enlarges the pipes the build writes its output into. A Linux pipe holds 64
+ * KiB by default, so a build that writes fast is stopped every 64 KiB until
+ * the relay has read, and each read of a few pages costs the relay a turn of
+ * its event loop; with 1 MiB pipes the relay reads 256 KiB at a time and
+ * the build rarely waits.
+ *
+ * @module
+ */
+
+import { libc } from "../libc.ts";
+
+/** fcntl(2) command that sets a pipe's capacity (Linux). */
+const F_SETPIPE_SZ = 1031;
+
+/**
+ * Bytes asked for each pipe: the most an unprivileged process may set by
+ * default (/proc/sys/fs/pipe-max-size).
+ */
+export const PIPE_CAPACITY_BYTES = 1024 * 1024;
+
+/**
+ * Sets the capacity of this process's ends of the pipes behind descriptors
+ * `childFds` of process `pid` to {@linkcode PIPE_CAPACITY_BYTES}. Deno does
+ * not say which descriptor a piped child's stream uses, so they are matched
+ * by the pipe's inode in /proc. Best effort: a pipe that cannot be found or
+ * enlarged (the child already gone, a limit) keeps its size.
+ */
+export function enlargePipes(pid: number, childFds: readonly number[]): number {
+  const c = libc();
+  if (typeof c === "string") return 0;
+  const wanted = new Set<string>();
+  for (const fd of childFds) {
+    const link = readLink(`/proc/${pid}/fd/${fd}`);
+    if (link?.startsWith("pipe:")) wanted.add(link);
+  }
+  let enlarged = 0;
+  if (wanted.size === 0) return enlarged;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const link = readLink(`/proc/self/fd/${entry.name}`);
+    if (link === undefined || !wanted.has(link)) continue;
+    if (c.fcntl(Number(entry.name), F_SETPIPE_SZ, PIPE_CAPACITY_BYTES) >= 0) enlarged++;
+  }
+  return enlarged;
+}
+
+function readLink(path: string): string | undefined {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
