@@ -17,6 +17,13 @@ import {
   type SourceOffer,
 } from "../protocol/mod.ts";
 
+/**
+ * Most source bytes this relay holds at once, asked for and not yet written:
+ * half what the protocol allows, which on loopback fetches as fast and keeps
+ * the relay's memory within the output path's bound.
+ */
+const FETCH_WINDOW_BYTES = SOURCE_WINDOW_BYTES / 2;
+
 /** The source could not be fetched; the message says why, in a sentence. */
 export class SourceFetchError extends Error {
   /** Creates the error. */
@@ -143,8 +150,8 @@ export class SourceFetch {
     const offer = this.#offer;
     if (offer === undefined || this.#request === undefined || this.#settled) return;
     const outstanding = this.#requested - this.#written;
-    if (outstanding > SOURCE_WINDOW_BYTES / 2 || this.#requested >= offer.bytes) return;
-    const length = Math.min(SOURCE_WINDOW_BYTES - outstanding, offer.bytes - this.#requested);
+    if (outstanding > FETCH_WINDOW_BYTES / 2 || this.#requested >= offer.bytes) return;
+    const length = Math.min(FETCH_WINDOW_BYTES - outstanding, offer.bytes - this.#requested);
     this.#request(this.#requested, length);
     this.#requested += length;
   }
