@@ -111,7 +111,8 @@ export const receiverFlags = {
 export const windowFlag = flag({
   kind: "integer",
   env: [RELAY_TUNING.windowBytes.env],
-  default: 4 * 1024 * 1024,
+  // 2 MiB streams as fast as 4 here, and each side then holds 2 to 4 MB less.
+  default: 2 * 1024 * 1024,
   valueName: "BYTES",
   min: MIN_WINDOW_BYTES,
   max: MAX_WINDOW_BYTES,

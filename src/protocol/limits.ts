@@ -54,9 +54,6 @@ export function maxUnacknowledgedFrames(): number {
   return MAX_UNACKNOWLEDGED_FRAMES + STREAM_NAMES.length;
 }
 
-/** Default flow-control window: bytes the relay may have sent but not had acknowledged. */
-export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
-
 /** Smallest window a receiver accepts from a relay's hello. */
 export const MIN_WINDOW_BYTES = 64 * 1024;
 

@@ -51,7 +51,7 @@ export class RelayTuning {
     this.values = values;
   }
 
-  /** As relay flags: `--window=4194304`, `--merge=true`. */
+  /** As relay flags: `--window=2097152`, `--merge=true`. */
   toArgs(): string[] {
     return SETTINGS.map((key) => `--${RELAY_TUNING[key].flag}=${this.values[key]}`);
   }
