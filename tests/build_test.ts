@@ -13,6 +13,7 @@ import {
   readText,
   sha256,
   spawnPhonehome,
+  spawnShellBuild,
   tempDir,
 } from "./support/processes.ts";
 import { settlesWithin } from "../src/timing.ts";
@@ -52,14 +53,7 @@ Deno.test("100 MB of random binary on stdout interleaved with stderr arrives byt
 
 Deno.test("a 50 MB line without a newline arrives whole", async () => {
   const size = 50 * 1024 * 1024;
-  const child = spawnPhonehome([
-    "build",
-    "--idle-interval=0",
-    "--",
-    "sh",
-    "-c",
-    `head -c ${size} /dev/zero | tr '\\0' 'x'`,
-  ]);
+  const child = spawnShellBuild(`head -c ${size} /dev/zero | tr '\\0' 'x'`);
   const [stdout, stderr, status] = await Promise.all([
     digestStream(child.stdout),
     readText(child.stderr),
@@ -190,14 +184,7 @@ Deno.test("what a build writes just before it goes quiet arrives while it is sti
   // A burst leaves its last lines coalesced, waiting for the coalescing timer while the relay's
   // next read of the pipe is pending; the build then waits for the test, which waits for them.
   const burst = 'i=0; while [ $i -lt 2000 ]; do echo "line$i"; i=$((i+1)); done';
-  const child = spawnPhonehome([
-    "build",
-    "--idle-interval=0",
-    "--",
-    "sh",
-    "-c",
-    `${burst}; read go < "${gate}"; echo "after $go"`,
-  ]);
+  const child = spawnShellBuild(`${burst}; read go < "${gate}"; echo "after $go"`);
   const stdout = new LineWatcher(child.stdout);
   const stderr = readText(child.stderr);
   const lastLine = stdout.waitFor(/^line1999$/);

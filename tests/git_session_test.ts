@@ -6,7 +6,14 @@
  */
 
 import assert from "node:assert/strict";
-import { isAlive, LineWatcher, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
+import {
+  isAlive,
+  LineWatcher,
+  readText,
+  spawnPhonehome,
+  spawnShellBuild,
+  tempDir,
+} from "./support/processes.ts";
 import { sshdUnavailable, startSshd } from "./support/sshd.ts";
 import { skipNote as skipNoteFor } from "./support/requirements.ts";
 import { DEFAULT_OUTPUT_CHECK_INTERVAL_MS } from "../src/cli/output_watch.ts";
@@ -304,15 +311,10 @@ for (
 
 Deno.test("phonehome build stops a silent build once nothing reads its stdout", async () => {
   await using dir = await tempDir();
-  const child = spawnPhonehome([
-    "build",
-    "--idle-interval=0",
-    "--",
-    "sh",
-    "-c",
+  const child = spawnShellBuild(
     `echo $$ > '${dir.path}/build.pid'; sleep 600 & echo $! > '${dir.path}/grandchild.pid'; ` +
-    "echo started; wait",
-  ]);
+      "echo started; wait",
+  );
   const stderr = readText(child.stderr);
   const stdout = await readUntil(child.stdout, "started\n");
   const build = await readPid(`${dir.path}/build.pid`);
@@ -339,15 +341,10 @@ Deno.test("phonehome build stops a silent build once the pipe --watch-output nam
     stderr: "null",
   }).spawn();
   try {
-    const child = spawnPhonehome([
-      "build",
-      "--idle-interval=0",
-      `--watch-output=/proc/${session.pid}/fd/1`,
-      "--",
-      "sh",
-      "-c",
+    const child = spawnShellBuild(
       `echo $$ > '${dir.path}/build.pid'; echo started; exec sleep 600`,
-    ]);
+      [`--watch-output=/proc/${session.pid}/fd/1`],
+    );
     const stderr = readText(child.stderr);
     const stdout = new LineWatcher(child.stdout);
     assert.equal(await stdout.waitFor(/^started$/), "started");

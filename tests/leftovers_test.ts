@@ -6,7 +6,14 @@
 
 import assert from "node:assert/strict";
 import { childrenOf, descendantsOf } from "../src/process_tree.ts";
-import { isAlive, LineWatcher, readText, spawnPhonehome, tempDir } from "./support/processes.ts";
+import {
+  isAlive,
+  LineWatcher,
+  readText,
+  spawnPhonehome,
+  spawnShellBuild,
+  tempDir,
+} from "./support/processes.ts";
 
 /** How long the build's processes may take to go once the case is over. */
 const GONE_WITHIN_MS = 5_000;
@@ -93,16 +100,11 @@ Deno.test("a daemon the build started in a session of its own is stopped, and th
   for (const { what, redirect, note } of cases) {
     await t.step(what, async () => {
       await using dir = await tempDir();
-      const builder = spawnPhonehome([
-        "build",
-        "--idle-interval=0",
-        "--drain-grace=300",
-        "--",
-        "sh",
-        "-c",
+      const builder = spawnShellBuild(
         `setsid sh -c 'echo $$ > ${dir.path}/pids; exec sleep 300' ${redirect} & ` +
-        `while [ ! -s ${dir.path}/pids ]; do :; done; echo started`,
-      ]);
+          `while [ ! -s ${dir.path}/pids ]; do :; done; echo started`,
+        ["--drain-grace=300"],
+      );
       const [stdout, stderr, status] = await Promise.all([
         readText(builder.stdout),
         readText(builder.stderr),

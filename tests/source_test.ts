@@ -11,6 +11,7 @@ import {
   readText,
   sha256,
   spawnPhonehome,
+  spawnShellBuild,
   tempDir,
   waitForFile,
 } from "./support/processes.ts";
@@ -40,15 +41,12 @@ async function sourceTree(dir: string, bigBytes = 0): Promise<string> {
 Deno.test("locally the build runs in a fresh directory holding only its source, modes and links kept", async () => {
   await using dir = await tempDir();
   const tree = await sourceTree(dir.path);
-  const result = await collect(spawnPhonehome([
-    "build",
-    "--idle-interval=0",
-    `--source=${tree}`,
-    "--",
-    "sh",
-    "-c",
-    `pwd > ${dir.path}/where; find . | sort; ./run; test -x sub/run.sh && echo executable`,
-  ]));
+  const result = await collect(
+    spawnShellBuild(
+      `pwd > ${dir.path}/where; find . | sort; ./run; test -x sub/run.sh && echo executable`,
+      [`--source=${tree}`],
+    ),
+  );
   assert.equal(result.code, 0, result.stderr);
   assert.equal(
     result.stdout,
@@ -70,15 +68,7 @@ Deno.test("a git archive given as the source is unpacked as git would", async ()
   await git("add", ".");
   await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "source");
   assert.ok((await git("archive", "--format=tar", "-o", archive, "HEAD")).success);
-  const result = await collect(spawnPhonehome([
-    "build",
-    "--idle-interval=0",
-    `--source=${archive}`,
-    "--",
-    "sh",
-    "-c",
-    "cat README; ./run",
-  ]));
+  const result = await collect(spawnShellBuild("cat README; ./run", [`--source=${archive}`]));
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout, "read me\nran\n");
 });

@@ -66,6 +66,21 @@ export function spawnPhonehome(args: string[], options: SpawnOptions = {}): Deno
   }).spawn();
 }
 
+/**
+ * Starts `phonehome build [flags] -- sh -c SCRIPT` as a real process, without
+ * the idle ticker's dots in its stderr.
+ */
+export function spawnShellBuild(
+  script: string,
+  flags: readonly string[] = [],
+  options: SpawnOptions = {},
+): Deno.ChildProcess {
+  return spawnPhonehome(
+    ["build", "--idle-interval=0", ...flags, "--", "sh", "-c", script],
+    options,
+  );
+}
+
 /** Size and sha256 of everything read from a stream. */
 export interface StreamDigest {
   bytes: number;
