@@ -27,7 +27,9 @@ Deno.test("the relay gives the build's stdout and stderr pipes 256 KiB, four tim
   const writer = child.stdin.getWriter();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   try {
-    assert.deepEqual(await pipeSizes(writer, reader), [65536, 65536], "Linux's default first");
+    // Linux's default is 64 KiB; less where the user's pipe budget is spent.
+    const before = await pipeSizes(writer, reader);
+    assert.ok(before.every((size) => size > 0 && size < PIPE_CAPACITY_BYTES), `${before}`);
     assert.equal(enlargePipes(child.pid, [1, 2]), 2);
     assert.deepEqual(await pipeSizes(writer, reader), [PIPE_CAPACITY_BYTES, PIPE_CAPACITY_BYTES]);
     assert.equal(PIPE_CAPACITY_BYTES, 256 * 1024);
