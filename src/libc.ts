@@ -3,7 +3,7 @@
  * FFI, loaded once and only on Linux: poll(2) and open(2) to watch pipes,
  * prctl(2) to guard the secret and adopt orphans, waitpid(2) to reap them,
  * shutdown(2) to end a TLS socket Deno will not let go of, fcntl(2) to
- * enlarge a pipe.
+ * enlarge a pipe, setsockopt(2) to turn Nagle's algorithm off.
  *
  * @module
  */
@@ -16,6 +16,7 @@ const SYMBOLS = {
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
 } as const;
 
 /** The loaded symbols. */

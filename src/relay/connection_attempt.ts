@@ -23,6 +23,7 @@ import {
   type RelayMessage,
 } from "../protocol/mod.ts";
 import type { Clock, ClockHandle } from "./clock.ts";
+import { disableNagle } from "./no_delay.ts";
 
 /** Shortest time a connection gets to be welcomed before it is abandoned. */
 export const MIN_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -132,6 +133,8 @@ export class ConnectionAttempt {
     const socket = this.#socket;
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
+      // Deno's client leaves Nagle's algorithm on: see no_delay.ts.
+      disableNagle();
       this.#lastHeardMs = options.clock.now();
       this.#send(options.hello);
     };
