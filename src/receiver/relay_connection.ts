@@ -19,11 +19,23 @@ import {
 } from "../protocol/mod.ts";
 import type { Upgrade } from "./admission.ts";
 import { type SourceArchive, SourceSender } from "./source_archive.ts";
-import type { PayloadPool } from "./websocket/payload_pool.ts";
+import { PayloadPool } from "./websocket/payload_pool.ts";
 import { ServerSocket, type SocketClose } from "./websocket/server_socket.ts";
 
 /** How long a close handshake may take before the connection is dropped. */
 const CLOSE_TIMEOUT_MS = 2_000;
+
+/**
+ * Memory for a stream's DATA frames: those of 64 KiB or more are read into
+ * reused buffers, of which 8 MiB are kept at most (a window's worth).
+ */
+export function dataFramePool(): PayloadPool {
+  return new PayloadPool({
+    bufferBytes: MAX_MESSAGE_BYTES,
+    minimumBytes: 64 * 1024,
+    maxFreeBuffers: 32,
+  });
+}
 
 /** What a {@linkcode RelayConnection} reports to its session. */
 export interface ConnectionEvents {

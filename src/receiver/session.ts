@@ -16,7 +16,6 @@ import {
   decodeDataFrame,
   type ExitStatus,
   type FinishedMessage,
-  MAX_MESSAGE_BYTES,
   MAX_PENDING_HANDSHAKES,
   parseRelayMessage,
   PING_TIMEOUT_INTERVALS,
@@ -29,10 +28,9 @@ import type { Timer } from "../timing.ts";
 import type { Refusal, Upgrade } from "./admission.ts";
 import { BuildStream } from "./build_stream.ts";
 import type { BuilderConsole } from "./console.ts";
-import { describeClose, RelayConnection } from "./relay_connection.ts";
+import { dataFramePool, describeClose, RelayConnection } from "./relay_connection.ts";
 import type { SourceArchive } from "./source_archive.ts";
 import { StreamOwner } from "./stream_owner.ts";
-import { PayloadPool } from "./websocket/payload_pool.ts";
 import type { SocketClose } from "./websocket/server_socket.ts";
 
 /** How long the receiver waits for the relay to close after the verdict. */
@@ -80,12 +78,7 @@ export class Session {
   #pending = new Set<RelayConnection>();
   #connections = new Set<RelayConnection>();
   #owner = new StreamOwner();
-  /** DATA frames of 64 KiB or more are read into reused memory; 8 MiB of it kept at most. */
-  #payloads = new PayloadPool({
-    bufferBytes: MAX_MESSAGE_BYTES,
-    minimumBytes: 64 * 1024,
-    maxFreeBuffers: 32,
-  });
+  #payloads = dataFramePool();
   #windowBytes = 0;
   #finished: FinishedMessage | undefined;
   #verdict: VerdictMessage | undefined;
@@ -158,7 +151,7 @@ export class Session {
   }
 
   /** Sends the latest acknowledgement now, if one is due. */
-  flushAck(): void {
+  #flushAck(): void {
     this.#ackDue = false;
     if (this.#current === undefined) return;
     const offsets = this.#build.takeAcknowledgement();
@@ -327,7 +320,7 @@ export class Session {
   async #verifyAndAnswer(finished: FinishedMessage): Promise<void> {
     const verification = await this.#build.verify(finished);
     if (this.#phase === "over") return;
-    this.flushAck();
+    this.#flushAck();
     if (finished.note !== undefined) this.#message(finished.note);
     if (verification.ok) {
       this.#verdict = { type: "verdict", ok: true };
@@ -402,7 +395,7 @@ export class Session {
     // acknowledgement; not on a timer, which Deno fires a millisecond or two late, a delay
     // the relay's window pays on every round trip.
     queueMicrotask(() => {
-      if (this.#ackDue) this.flushAck();
+      if (this.#ackDue) this.#flushAck();
     });
   }
 

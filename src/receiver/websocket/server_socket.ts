@@ -9,8 +9,8 @@
  * @module
  */
 
-import { concatBytes } from "../../io.ts";
 import { FrameWriter } from "./frame_writer.ts";
+import { MessageAssembler } from "./message_assembler.ts";
 import {
   decodeClosePayload,
   encodeClosePayload,
@@ -93,25 +93,20 @@ export class ServerSocket {
   #filled = 0;
   /** Frames begun since this side started closing. */
   #framesWhileClosing = 0;
-  /** The fragmented message being assembled: its opcode and the parts so far. */
-  #fragments: { opcode: number; parts: Uint8Array[]; bytes: number } | undefined;
-  /** Set while the rest of a message is read past and dropped. */
-  #skipping = false;
+  #messages: MessageAssembler;
   #writer: FrameWriter;
   /** How the connection ends once the queued frames (a close) are written. */
   #endAfterWrites: SocketClose | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Where control frames' payloads are read: they are short, and a flood must not allocate. */
   #controlPayload = new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES);
-  /** Longest message (the sum of its frames) accepted from now on. */
-  maxMessageBytes: number;
   /** How many more pings the peer may send before {@linkcode ServerSocketOptions.onTooManyPings}. */
   pingBudget = Infinity;
 
   /** Takes over `conn` and starts reading at once. */
   constructor(options: ServerSocketOptions) {
     this.#options = options;
-    this.maxMessageBytes = options.maxMessageBytes;
+    this.#messages = new MessageAssembler(options);
     this.#writer = new FrameWriter({
       conn: options.conn,
       maxUnsentBytes: options.maxUnsentBytes,
@@ -131,6 +126,15 @@ export class ServerSocket {
     queueMicrotask(() => {
       this.#readLoop(options.leftover).catch((error) => this.#end(abnormal(error)));
     });
+  }
+
+  /** Longest message (the sum of its frames) accepted from now on. */
+  get maxMessageBytes(): number {
+    return this.#messages.maxMessageBytes;
+  }
+
+  set maxMessageBytes(bytes: number) {
+    this.#messages.maxMessageBytes = bytes;
   }
 
   /** Whether messages can still be sent and are still delivered. */
@@ -296,31 +300,11 @@ export class ServerSocket {
       return;
     }
     const header = this.#header;
-    const { opcode } = header;
-    const isData = opcode < Opcode.close;
-    if (opcode === Opcode.continuation && this.#fragments === undefined && !this.#skipping) {
-      throw new WebSocketError("A continuation frame arrived with no message to continue.");
-    }
-    if (
-      opcode !== Opcode.continuation && isData &&
-      (this.#fragments !== undefined || this.#skipping)
-    ) {
-      throw new WebSocketError("A new message began before the previous one ended.");
-    }
+    const isData = header.opcode < Opcode.close;
     // Once closing, only the peer's close frame matters.
-    let keep = this.#state === "open" || opcode === Opcode.close;
-    if (isData) {
-      const total = (this.#fragments?.bytes ?? 0) + header.length;
-      if (this.#skipping || this.#state !== "open") {
-        keep = false;
-      } else if (total > this.maxMessageBytes) {
-        keep = false;
-        this.#fragments = undefined;
-        this.#options.onTooLarge(total, this.maxMessageBytes);
-      }
-      // A dropped frame drops the rest of its message: nothing of it is kept.
-      this.#skipping = !keep && !header.fin;
-    }
+    const keep = isData
+      ? this.#messages.begin(header, this.#state === "open")
+      : this.#state === "open" || header.opcode === Opcode.close;
     this.#target = !keep
       ? undefined
       : isData
@@ -354,28 +338,8 @@ export class ServerSocket {
         return;
     }
     if (target === undefined || this.#state !== "open") return;
-    if (!fin) {
-      this.#fragments ??= { opcode: frameOpcode, parts: [], bytes: 0 };
-      this.#fragments.parts.push(target);
-      this.#fragments.bytes += target.byteLength;
-      return;
-    }
-    const opcode = this.#fragments?.opcode ?? frameOpcode;
-    const whole = this.#fragments === undefined
-      ? target
-      : concatBytes([...this.#fragments.parts, target]);
-    this.#fragments = undefined;
-    if (opcode === Opcode.text) {
-      let text: string;
-      try {
-        text = strictUtf8.decode(whole);
-      } catch {
-        throw new WebSocketError("A text message is not valid UTF-8.", 1007);
-      }
-      this.#options.onMessage(text);
-    } else {
-      this.#options.onMessage(whole);
-    }
+    const message = this.#messages.end({ opcode: frameOpcode, fin }, target);
+    if (message !== undefined) this.#options.onMessage(message);
   }
 
   #onPeerClose(close: SocketClose): void {
@@ -427,6 +391,3 @@ function abnormal(error: unknown): SocketClose {
 }
 
 const empty = new Uint8Array();
-
-/** Decodes whole messages (never streaming), so one decoder serves every connection. */
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
