@@ -290,14 +290,21 @@ class WorkTree {
     this.#directories.add(dir);
   }
 
-  /** Fails when `at` exists as a link: unpacking `path` would go through it. */
-  refuseLink(at: string, path = at): void {
-    if (lstatOrUndefined(join(this.#root, at))?.isSymlink) this.#throughLink(path, at);
+  /** Fails when `path` exists as a link: unpacking it would go through the link. */
+  refuseLink(path: string): void {
+    if (lstatOrUndefined(join(this.#root, path))?.isSymlink) this.#throughLink(path, path);
   }
 
-  /** Whether `path` is known to be a directory made or checked here. */
-  isDirectory(path: string): boolean {
-    return this.#directories.has(path);
+  /**
+   * Removes what is in the way of the file `path`, with one look: fails for a
+   * link (writing would go through it) or a directory.
+   */
+  clearForFile(path: string): void {
+    const full = join(this.#root, path);
+    const info = lstatOrUndefined(full);
+    if (info?.isSymlink) this.#throughLink(path, path);
+    if (info?.isDirectory) throw new ArchiveError(`${path} is both a file and a directory.`);
+    removeIfPresent(full);
   }
 
   #throughLink(path: string, link: string): never {
@@ -322,11 +329,7 @@ async function writeFile(
     file = Deno.openSync(target, { write: true, createNew: true, mode: 0o600 });
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-    tree.refuseLink(path);
-    if (tree.isDirectory(path) || lstatOrUndefined(target)?.isDirectory) {
-      throw new ArchiveError(`${path} is both a file and a directory.`);
-    }
-    removeIfPresent(target);
+    tree.clearForFile(path);
     file = Deno.openSync(target, { write: true, createNew: true, mode: 0o600 });
   }
   try {

@@ -11,6 +11,7 @@
  */
 
 import { libc } from "../libc.ts";
+import { ownDescriptors } from "../descriptors.ts";
 
 /** setsockopt(2) level and option (Linux). */
 const IPPROTO_TCP = 6;
@@ -27,23 +28,12 @@ const ON = new Int32Array([1]);
 export function disableNagle(): number {
   const c = libc();
   if (typeof c === "string") return 0;
+  const on = new Uint8Array(ON.buffer);
   let set = 0;
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync("/proc/self/fd")];
-  } catch {
-    return 0;
-  }
-  for (const entry of entries) {
-    let link: string;
-    try {
-      link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-    } catch {
-      continue;
+  for (const { fd, link } of ownDescriptors()) {
+    if (link.startsWith("socket:") && c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on, 4) === 0) {
+      set++;
     }
-    if (!link.startsWith("socket:")) continue;
-    const value = new Uint8Array(ON.buffer);
-    if (c.setsockopt(Number(entry.name), IPPROTO_TCP, TCP_NODELAY, value, 4) === 0) set++;
   }
   return set;
 }

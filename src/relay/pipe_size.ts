@@ -9,6 +9,7 @@
  */
 
 import { libc } from "../libc.ts";
+import { descriptorLink, ownDescriptors } from "../descriptors.ts";
 
 /** fcntl(2) command that sets a pipe's capacity (Linux). */
 const F_SETPIPE_SZ = 1031;
@@ -33,23 +34,13 @@ export function enlargePipes(pid: number, childFds: readonly number[]): number {
   if (typeof c === "string") return 0;
   const wanted = new Set<string>();
   for (const fd of childFds) {
-    const link = readLink(`/proc/${pid}/fd/${fd}`);
+    const link = descriptorLink(pid, fd);
     if (link?.startsWith("pipe:")) wanted.add(link);
   }
   let enlarged = 0;
   if (wanted.size === 0) return enlarged;
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    const link = readLink(`/proc/self/fd/${entry.name}`);
-    if (link === undefined || !wanted.has(link)) continue;
-    if (c.fcntl(Number(entry.name), F_SETPIPE_SZ, PIPE_CAPACITY_BYTES) >= 0) enlarged++;
+  for (const { fd, link } of ownDescriptors()) {
+    if (wanted.has(link) && c.fcntl(fd, F_SETPIPE_SZ, PIPE_CAPACITY_BYTES) >= 0) enlarged++;
   }
   return enlarged;
-}
-
-function readLink(path: string): string | undefined {
-  try {
-    return Deno.readLinkSync(path);
-  } catch {
-    return undefined;
-  }
 }

@@ -110,40 +110,28 @@ export async function makeBuildCertificates(
     crypto.subtle.exportKey("pkcs8", leaf.privateKey),
   ]);
   const caName = name(`phonehome build CA ${crypto.randomUUID()}`);
-  const caTbs = sequence(
-    explicit(0, smallInteger(2)),
-    serialNumber(),
-    algorithm,
-    caName,
-    validity,
-    caName,
-    new Uint8Array(caSpki),
-    explicit(
-      3,
-      sequence(
-        extension(OID.basicConstraints, true, sequence(boolean(true), smallInteger(0))),
-        extension(OID.keyUsage, true, namedBits([KeyUsage.keyCertSign, KeyUsage.cRLSign])),
-      ),
-    ),
-  );
-  const leafTbs = sequence(
-    explicit(0, smallInteger(2)),
-    serialNumber(),
-    algorithm,
-    caName,
-    validity,
-    name("phonehome receiver"),
-    new Uint8Array(leafSpki),
-    explicit(
-      3,
-      sequence(
-        extension(OID.basicConstraints, true, sequence()),
-        extension(OID.keyUsage, true, namedBits([KeyUsage.digitalSignature])),
-        extension(OID.extendedKeyUsage, false, sequence(objectIdentifier(OID.serverAuth))),
-        extension(OID.subjectAltName, false, sequence(altName(host))),
-      ),
-    ),
-  );
+  // TBSCertificate (RFC 5280 4.1): both are v3, issued by the CA, for the same validity.
+  const tbs = (subject: Der, spki: ArrayBuffer, extensions: Der[]): Der =>
+    sequence(
+      explicit(0, smallInteger(2)),
+      serialNumber(),
+      algorithm,
+      caName,
+      validity,
+      subject,
+      new Uint8Array(spki),
+      explicit(3, sequence(...extensions)),
+    );
+  const caTbs = tbs(caName, caSpki, [
+    extension(OID.basicConstraints, true, sequence(boolean(true), smallInteger(0))),
+    extension(OID.keyUsage, true, namedBits([KeyUsage.keyCertSign, KeyUsage.cRLSign])),
+  ]);
+  const leafTbs = tbs(name("phonehome receiver"), leafSpki, [
+    extension(OID.basicConstraints, true, sequence()),
+    extension(OID.keyUsage, true, namedBits([KeyUsage.digitalSignature])),
+    extension(OID.extendedKeyUsage, false, sequence(objectIdentifier(OID.serverAuth))),
+    extension(OID.subjectAltName, false, sequence(altName(host))),
+  ]);
   const [caCert, leafCert] = await Promise.all([
     signed(caTbs, ca.privateKey),
     signed(leafTbs, ca.privateKey),

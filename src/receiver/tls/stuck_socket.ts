@@ -11,6 +11,7 @@
  * @module
  */
 
+import { ownDescriptors } from "../../descriptors.ts";
 import { libc } from "../../libc.ts";
 import { ipv4Bytes, ipv6Bytes } from "./ip_address.ts";
 
@@ -59,15 +60,8 @@ export function shutDownSocket(conn: Deno.Conn): boolean {
   try {
     const inode = socketInode(conn.localAddr, conn.remoteAddr);
     if (inode === undefined) return false;
-    for (const entry of Deno.readDirSync("/proc/self/fd")) {
-      let target: string;
-      try {
-        target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-      } catch {
-        continue;
-      }
-      if (target === `socket:[${inode}]`) return c.shutdown(Number(entry.name), SHUT_RDWR) === 0;
-    }
+    const socket = ownDescriptors().find(({ link }) => link === `socket:[${inode}]`);
+    if (socket !== undefined) return c.shutdown(socket.fd, SHUT_RDWR) === 0;
   } catch {
     // /proc unreadable: nothing more can be done than close().
   }
