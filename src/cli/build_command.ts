@@ -17,7 +17,8 @@ import { type CommandSpec, flag, type ParsedFlags } from "./flags.ts";
 import { receiverOptions, startReceiver } from "./receive_command.ts";
 import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
-import { DEFAULT_CERTIFICATE_VALIDITY_MS, resolveTls } from "./tls_flags.ts";
+import { resolveTls } from "./receiver_tls.ts";
+import { DEFAULT_CERTIFICATE_VALIDITY_MS } from "./tls_flags.ts";
 
 /** Backends `--backend` accepts. */
 const BACKENDS = ["local", "kubernetes"] as const;

@@ -27,7 +27,8 @@ import {
 } from "./flags.ts";
 import { stdoutIsStderr } from "./outputs.ts";
 import { onTerminationSignal } from "./signals.ts";
-import { DEFAULT_CERTIFICATE_VALIDITY_MS, resolveTls } from "./tls_flags.ts";
+import { resolveTls } from "./receiver_tls.ts";
+import { DEFAULT_CERTIFICATE_VALIDITY_MS } from "./tls_flags.ts";
 
 /** The command line of `phonehome receive`. */
 export const receiveSpec = {

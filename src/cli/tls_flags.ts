@@ -1,14 +1,14 @@
 /**
- * TLS on the builder side: the flags that choose between a per-build
+ * The TLS flags of the builder side, which choose between a per-build
  * certificate, the operator's own and none, and reading the PEM files they
- * name. The relay's `--tls-ca` reads its certificate here too.
+ * name; the relay's `--tls-ca` reads its certificate here too. What the flags
+ * decide is in receiver_tls.ts, so that the relay loads no certificate maker.
  *
  * @module
  */
 
 import { errorMessage, UsageError } from "../errors.ts";
-import { makeBuildCertificates } from "../receiver/tls/build_certificates.ts";
-import { flag, type FlagTable, type FlagValues, type ParsedFlags } from "./flags.ts";
+import { flag } from "./flags.ts";
 
 /** How long a per-build certificate stays valid when the build has no deadline of its own. */
 export const DEFAULT_CERTIFICATE_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000;
@@ -68,43 +68,4 @@ export async function readPem(
     throw new UsageError(`${source} holds no PEM ${label.source} block; check what it names.`);
   }
   return text;
-}
-
-/**
- * Decides the receiver's TLS from its flags: the operator's certificate when
- * given, else a per-build one when `--tls` (or `enabledByDefault`) says so,
- * made for `host` and valid for `validForMs`.
- */
-export async function resolveTls<T extends FlagTable & typeof tlsFlags>(
-  parsed: ParsedFlags<T>,
-  { enabledByDefault, host, validForMs }: {
-    enabledByDefault: boolean;
-    host: string;
-    validForMs: number;
-  },
-): Promise<ReceiverTls> {
-  const flags = parsed as unknown as ParsedFlags<typeof tlsFlags>;
-  const values: FlagValues<typeof tlsFlags> = flags.values;
-  const certFile = values["tls-cert"];
-  const keyFile = values["tls-key"];
-  if ((certFile === undefined) !== (keyFile === undefined)) {
-    const missing = certFile === undefined ? "--tls-cert" : "--tls-key";
-    throw new UsageError(`${missing} is missing: a certificate and its key go together.`);
-  }
-  if (certFile !== undefined && keyFile !== undefined) {
-    if (values.tls === false) {
-      throw new UsageError(
-        `${flags.source("tls")} turns TLS off, but ${flags.source("tls-cert")} gives a ` +
-          "certificate; choose one.",
-      );
-    }
-    const [certPem, keyPem] = await Promise.all([
-      readPem({ value: certFile, source: flags.source("tls-cert"), label: /CERTIFICATE/ }),
-      readPem({ value: keyFile, source: flags.source("tls-key"), label: /[A-Z ]*PRIVATE KEY/ }),
-    ]);
-    return { serve: { certPem, keyPem } };
-  }
-  if (!(values.tls ?? enabledByDefault)) return {};
-  const made = await makeBuildCertificates({ host, validForMs });
-  return { serve: { certPem: made.certPem, keyPem: made.keyPem }, caPem: made.caPem };
 }

@@ -53,11 +53,12 @@ export interface LocalBuildOptions {
 
 /**
  * How to start the relay when no `--relay-bin` is given: the `phonehome-relay`
- * binary beside a compiled builder, or this source tree's main.ts under Deno.
+ * binary beside a compiled builder, or under Deno the entry point that binary
+ * is compiled from, which loads the relay's modules and none of the builder's.
  */
 export function defaultRelayInvocation(): string[] {
   if (Deno.build.standalone) return [join(dirname(Deno.execPath()), "phonehome-relay")];
-  const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
+  const entry = fileURLToPath(new URL("../cli/relay_main.ts", import.meta.url));
   const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
   return [
     Deno.execPath(),
@@ -66,7 +67,7 @@ export function defaultRelayInvocation(): string[] {
     "--quiet",
     V8_FLAGS_ARGUMENT,
     `--config=${config}`,
-    main,
+    entry,
     "relay",
   ];
 }
