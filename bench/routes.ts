@@ -96,7 +96,8 @@ export function childNamed(pid: number, name: string): number | undefined {
   return childrenOf(pid).find((child) => processName(child) === name);
 }
 
-function freePort(): number {
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();

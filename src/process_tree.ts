@@ -44,40 +44,60 @@ export function adoptOrphans(): string | undefined {
     : "prctl(PR_SET_CHILD_SUBREAPER) failed";
 }
 
-/** Parent pid and state of process `pid`, from /proc; undefined once it is gone. */
-function readStat(pid: number): { ppid: number; state: string } | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return undefined;
-  }
-  // The command name may hold spaces and parentheses: the fields start after the last ')'.
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0], ppid: Number(fields[1]) };
-}
+/** Each process's parent pid and state (as /proc/PID/stat gives them), read once. */
+type ProcessTable = Map<number, { ppid: number; state: string }>;
 
-/** Pids of the living (not zombie) children of `pid`. */
-export function childrenOf(pid: number = Deno.pid): number[] {
-  const children: number[] = [];
+/**
+ * Every process this one can see in /proc, read in one pass: each question
+ * below reads the table once, since a pass costs a file per process, and a
+ * builder with many pushes has many processes.
+ */
+function readProcessTable(): ProcessTable {
+  const table: ProcessTable = new Map();
   for (const entry of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
-    const stat = readStat(Number(entry.name));
-    if (stat?.ppid === pid && stat.state !== "Z") children.push(Number(entry.name));
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+    } catch {
+      continue; // Gone meanwhile.
+    }
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    table.set(Number(entry.name), { state: fields[0], ppid: Number(fields[1]) });
+  }
+  return table;
+}
+
+/** Pids of the living (not zombie) children of `pid` in `table`. */
+function livingChildren(table: ProcessTable, pid: number): number[] {
+  const children: number[] = [];
+  for (const [child, { ppid, state }] of table) {
+    if (ppid === pid && state !== "Z") children.push(child);
   }
   return children;
 }
 
-/** Every living descendant of `pid`, children first. */
-export function descendantsOf(pid: number = Deno.pid): number[] {
+/** Every living descendant of `pid` in `table`, children first. */
+function livingDescendants(table: ProcessTable, pid: number): number[] {
   const found: number[] = [];
   const queue = [pid];
-  while (queue.length > 0) {
-    const next = childrenOf(queue.shift());
-    found.push(...next);
-    queue.push(...next);
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    const children = livingChildren(table, next);
+    found.push(...children);
+    queue.push(...children);
   }
   return found;
+}
+
+/** Pids of the living (not zombie) children of `pid`. */
+export function childrenOf(pid: number = Deno.pid): number[] {
+  return livingChildren(readProcessTable(), pid);
+}
+
+/** Every living descendant of `pid`, children first. */
+export function descendantsOf(pid: number = Deno.pid): number[] {
+  return livingDescendants(readProcessTable(), pid);
 }
 
 /** Settings of {@linkcode stopDescendants}. */
@@ -98,9 +118,11 @@ export async function stopDescendants(options: StopOptions): Promise<number> {
   const spawned = new Set(options.spawned ?? []);
   const killed = new Set<number>();
   const deadline = performance.now() + options.timeoutMs;
-  while (performance.now() < deadline) {
-    const living = descendantsOf();
-    if (living.length === 0) break;
+  for (;;) {
+    const table = readProcessTable();
+    reapAdopted(table, spawned);
+    const living = livingDescendants(table, Deno.pid);
+    if (living.length === 0 || performance.now() >= deadline) break;
     for (const pid of living) {
       try {
         Deno.kill(pid, "SIGKILL");
@@ -109,11 +131,9 @@ export async function stopDescendants(options: StopOptions): Promise<number> {
         // Exited meanwhile.
       }
     }
-    reapAdopted(spawned);
     // The kernel needs a moment to re-parent the children of the killed.
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  reapAdopted(spawned);
   return killed.size;
 }
 
@@ -124,20 +144,18 @@ export async function stopDescendants(options: StopOptions): Promise<number> {
  */
 export function reapOrphans(spawned: () => readonly number[]): () => void {
   if (typeof libc() === "string") return () => {};
-  const listener = (): void => reapAdopted(new Set(spawned()));
+  const listener = (): void => reapAdopted(readProcessTable(), new Set(spawned()));
   Deno.addSignalListener("SIGCHLD", listener);
   return () => Deno.removeSignalListener("SIGCHLD", listener);
 }
 
-/** Reaps zombie children that Deno did not spawn and so will never wait for. */
-function reapAdopted(spawned: ReadonlySet<number>): void {
+/** Reaps the zombie children in `table` that Deno did not spawn and so will never wait for. */
+function reapAdopted(table: ProcessTable, spawned: ReadonlySet<number>): void {
   const c = libc();
   if (typeof c === "string") return;
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const pid = Number(entry.name);
-    if (spawned.has(pid)) continue;
-    const stat = readStat(pid);
-    if (stat?.ppid === Deno.pid && stat.state === "Z") c.waitpid(pid, new Uint8Array(4), WNOHANG);
+  for (const [pid, { ppid, state }] of table) {
+    if (ppid === Deno.pid && state === "Z" && !spawned.has(pid)) {
+      c.waitpid(pid, new Uint8Array(4), WNOHANG);
+    }
   }
 }
