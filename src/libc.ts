@@ -1,9 +1,10 @@
 /**
  * The few C library calls phonehome needs that Deno has no API for, through
  * FFI, loaded once and only on Linux: poll(2) and open(2) to watch pipes,
- * prctl(2) to guard the secret and adopt orphans, waitpid(2) to reap them,
- * shutdown(2) to end a TLS socket Deno will not let go of, fcntl(2) to
- * enlarge a pipe, setsockopt(2) to turn Nagle's algorithm off.
+ * prctl(2) to guard the secret and adopt orphans, waitid(2) and waitpid(2)
+ * to find and reap them, shutdown(2) to end a TLS socket Deno will not let
+ * go of, fcntl(2) to enlarge a pipe, setsockopt(2) to turn Nagle's
+ * algorithm off.
  *
  * @module
  */
@@ -14,6 +15,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },

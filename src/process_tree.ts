@@ -13,8 +13,17 @@ import { libc } from "./libc.ts";
 const PR_SET_DUMPABLE = 4;
 const PR_SET_CHILD_SUBREAPER = 36;
 
-/** waitpid(2) option: do not block. */
+/** waitpid(2) and waitid(2) options: do not block; report exits; leave the child unreaped. */
 const WNOHANG = 1;
+const WEXITED = 4;
+const WNOWAIT = 0x01000000;
+
+/** waitid(2)'s idtype for any child. */
+const P_ALL = 0;
+
+/** Bytes of a siginfo_t, and where its si_pid is on 64-bit Linux (after three ints and padding). */
+const SIGINFO_BYTES = 128;
+const SIGINFO_PID_OFFSET = 16;
 
 /**
  * Makes this process non-dumpable: its /proc files (environ, mem, fd)
@@ -118,9 +127,10 @@ export async function stopDescendants(options: StopOptions): Promise<number> {
   const spawned = new Set(options.spawned ?? []);
   const killed = new Set<number>();
   const deadline = performance.now() + options.timeoutMs;
-  for (;;) {
+  // With no child at all there is no descendant: the common end of a build needs no table.
+  while (firstExitedChild() !== undefined) {
     const table = readProcessTable();
-    reapAdopted(table, spawned);
+    reapZombies(table, spawned);
     const living = livingDescendants(table, Deno.pid);
     if (living.length === 0 || performance.now() >= deadline) break;
     for (const pid of living) {
@@ -144,13 +154,40 @@ export async function stopDescendants(options: StopOptions): Promise<number> {
  */
 export function reapOrphans(spawned: () => readonly number[]): () => void {
   if (typeof libc() === "string") return () => {};
-  const listener = (): void => reapAdopted(readProcessTable(), new Set(spawned()));
+  const listener = (): void => reapAdopted(new Set(spawned()));
   Deno.addSignalListener("SIGCHLD", listener);
   return () => Deno.removeSignalListener("SIGCHLD", listener);
 }
 
-/** Reaps the zombie children in `table` that Deno did not spawn and so will never wait for. */
-function reapAdopted(table: ProcessTable, spawned: ReadonlySet<number>): void {
+/**
+ * The pid of a child that has exited and is not yet reaped (left so), 0 when
+ * no child has exited, undefined when this process has no child at all (or
+ * cannot ask). Asking the kernel costs one call; a table costs a file per process.
+ */
+function firstExitedChild(): number | undefined {
+  const c = libc();
+  if (typeof c === "string") return 0;
+  const info = new Uint8Array(SIGINFO_BYTES);
+  if (c.waitid(P_ALL, 0, info, WEXITED | WNOHANG | WNOWAIT) !== 0) return undefined;
+  return new DataView(info.buffer).getInt32(SIGINFO_PID_OFFSET, true);
+}
+
+/**
+ * Reaps the zombie children that Deno did not spawn and so will never wait
+ * for, one by one as the kernel names them; only when the one it names is
+ * Deno's own, which may hide others behind it, is the table read.
+ */
+function reapAdopted(spawned: ReadonlySet<number>): void {
+  const c = libc();
+  if (typeof c === "string") return;
+  for (let pid = firstExitedChild(); pid !== undefined && pid !== 0; pid = firstExitedChild()) {
+    if (spawned.has(pid)) return reapZombies(readProcessTable(), spawned);
+    if (c.waitpid(pid, new Uint8Array(4), WNOHANG) !== pid) return; // Never ask about it again.
+  }
+}
+
+/** Reaps the zombie children in `table` that Deno did not spawn. */
+function reapZombies(table: ProcessTable, spawned: ReadonlySet<number>): void {
   const c = libc();
   if (typeof c === "string") return;
   for (const [pid, { ppid, state }] of table) {
