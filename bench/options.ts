@@ -97,7 +97,7 @@ export function defaultOptions(): BenchOptions {
     throttleBytesPerSecond: BYTES_PER_MB,
     scaleBuilds: 50,
     scaleBytes: 20 * BYTES_PER_MB,
-    scaleAloneRuns: 3,
+    scaleAloneRuns: 7,
     startupRuns: 10,
     sourceBytes: 500 * BYTES_PER_MB,
     sourceRuns: 3,

@@ -174,14 +174,16 @@ function firstExitedChild(): number | undefined {
 
 /**
  * Reaps the zombie children that Deno did not spawn and so will never wait
- * for, one by one as the kernel names them; only when the one it names is
- * Deno's own, which may hide others behind it, is the table read.
+ * for, one by one as the kernel names them. When it names one of Deno's own,
+ * which Deno is about to reap, it stops there: that is the build (or the
+ * relay) ending, and whatever may have exited behind it is reaped on the next
+ * SIGCHLD or by {@linkcode stopDescendants}, which comes next.
  */
 function reapAdopted(spawned: ReadonlySet<number>): void {
   const c = libc();
   if (typeof c === "string") return;
   for (let pid = firstExitedChild(); pid !== undefined && pid !== 0; pid = firstExitedChild()) {
-    if (spawned.has(pid)) return reapZombies(readProcessTable(), spawned);
+    if (spawned.has(pid)) return;
     if (c.waitpid(pid, new Uint8Array(4), WNOHANG) !== pid) return; // Never ask about it again.
   }
 }
