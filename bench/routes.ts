@@ -138,6 +138,15 @@ function startPhonehome(options: RouteRunOptions, sampler: ProcessSampler): Star
   return { output: build, all: { build } };
 }
 
+/**
+ * The baseline's sending side, for `sh -c SCRIPT sh PORT BLOCK COMMAND...`:
+ * COMMAND writes into a pipe whose other end is a socat that connects to
+ * 127.0.0.1:PORT (retrying until something listens) with a BLOCK-byte buffer.
+ * It leaves `port` and `block` set, for a script that goes on.
+ */
+export const SOCAT_SENDER_SCRIPT = 'port=$1 block=$2; shift 2; "$@" | exec socat -b "$block" -u ' +
+  'STDIN "TCP:127.0.0.1:$port,retry=500,interval=0.01"';
+
 function startSocat(options: RouteRunOptions, sampler: ProcessSampler): Started {
   const port = freePort();
   const block = String(options.socatBlockBytes);
@@ -151,8 +160,7 @@ function startSocat(options: RouteRunOptions, sampler: ProcessSampler): Started 
   // The build writes into a pipe whose other end is the connecting socat, as it would into a relay.
   const sender = spawn("sh", [
     "-c",
-    'port=$1 block=$2; shift 2; "$@" | exec socat -b "$block" -u STDIN ' +
-    '"TCP:127.0.0.1:$port,retry=500,interval=0.01"',
+    SOCAT_SENDER_SCRIPT,
     "sh",
     String(port),
     block,

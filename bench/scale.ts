@@ -11,7 +11,14 @@
 
 import type { BenchContext, Corpus } from "./context.ts";
 import { ProcessSampler } from "./process_sampler.ts";
-import { childNamed, DENO, freePort, phonehomeBuildArgs, spawn } from "./routes.ts";
+import {
+  childNamed,
+  DENO,
+  freePort,
+  phonehomeBuildArgs,
+  SOCAT_SENDER_SCRIPT,
+  spawn,
+} from "./routes.ts";
 import { BYTES_PER_MB, fixed, mb, median } from "./stats.ts";
 
 /** Target from the issue: N builds together move at least this share of one build alone. */
@@ -24,9 +31,6 @@ const SCALE_TARGET_RATIO = 0.9;
  * fifth of the machine's CPU from the builds they read.
  */
 const READER = "cksum";
-
-/** socat's block size, as in the throughput baseline. */
-const SOCAT_BLOCK_BYTES = 65536;
 
 /** Memory sampling interval: 2×N processes to read, so less often than elsewhere. */
 const SCALE_SAMPLE_INTERVAL_MS = 100;
@@ -86,10 +90,10 @@ function watchBuild(sampler: ProcessSampler, i: number, wrapper: number): void {
   });
 }
 
-/** What one build of a round runs: a shell command line's arguments and how to watch it. */
+/** What each build of a round runs, and how to watch it. */
 interface Lane {
-  /** The command of build `i`, whose stdout is the reader's input, gated by `gate`. */
-  command(i: number, gate: string): string[];
+  /** The command of a build, whose stdout is the reader's input, writing once `gate` opens. */
+  command(gate: string): string[];
   /** Seen on a build's stderr once it is connected and waiting for the gate. */
   connected: RegExp;
   /** Labels its processes for the sampler, when they are phonehome's. */
@@ -104,9 +108,27 @@ function gatedWriter(gate: string, corpus: Corpus): string[] {
 /** `phonehome build` of the gated writer. */
 function phonehomeLane(corpus: Corpus): Lane {
   return {
-    command: (_i, gate) => [DENO, ...phonehomeBuildArgs(gatedWriter(gate, corpus), ["--verbose"])],
+    command: (gate) => [DENO, ...phonehomeBuildArgs(gatedWriter(gate, corpus), ["--verbose"])],
     connected: /Relay connected/,
     watch: watchBuild,
+  };
+}
+
+/** The throughput baseline's socat pair around the gated writer, the listener printing. */
+function socatLane(corpus: Corpus, blockBytes: number): Lane {
+  const script = `${SOCAT_SENDER_SCRIPT} & exec socat -d -d -b "$block" -u ` +
+    '"TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" STDOUT';
+  return {
+    command: (gate) => [
+      "sh",
+      "-c",
+      script,
+      "sh",
+      String(freePort()),
+      String(blockBytes),
+      ...gatedWriter(gate, corpus),
+    ],
+    connected: /starting data transfer loop/,
   };
 }
 
@@ -118,25 +140,6 @@ async function checksumOf(corpus: Corpus): Promise<string> {
   }).output();
   if (!output.success) throw new Error(`${READER} of ${corpus.path} failed.`);
   return new TextDecoder().decode(output.stdout).trim();
-}
-
-/** The gated writer into a socat that connects to a listening socat, which prints it. */
-function socatLane(corpus: Corpus): Lane {
-  const script = 'port=$1 block=$2; shift 2; "$@" | socat -b "$block" -u STDIN ' +
-    '"TCP:127.0.0.1:$port,retry=500,interval=0.01" & ' +
-    'exec socat -d -d -b "$block" -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" STDOUT';
-  return {
-    command: (_i, gate) => [
-      "sh",
-      "-c",
-      script,
-      "sh",
-      String(freePort()),
-      String(SOCAT_BLOCK_BYTES),
-      ...gatedWriter(gate, corpus),
-    ],
-    connected: /starting data transfer loop/,
-  };
 }
 
 async function round(
@@ -158,7 +161,7 @@ async function round(
       "-c",
       `set -o pipefail; "$@" | ${READER}`,
       "bash",
-      ...lane.command(i, gate),
+      ...lane.command(gate),
     ]);
     lane.watch?.(sampler, i, child.pid);
     return child;
@@ -216,39 +219,54 @@ async function round(
   };
 }
 
-/** Case 5: one build alone (median of several), then N at once. */
+/** Rounds of one lane: a build alone, several times, then N at once. */
+async function laneRounds(
+  context: BenchContext,
+  corpus: Corpus,
+  options: { name: string; lane: Lane; expected: string },
+): Promise<{ alone: ScaleRound[]; many: ScaleRound }> {
+  const { name, lane, expected } = options;
+  const { scaleBuilds, scaleAloneRuns } = context.options;
+  const alone: ScaleRound[] = [];
+  for (let i = 0; i < scaleAloneRuns; i++) {
+    alone.push(await round(context, corpus, { builds: 1, lane, expected }));
+    context.progress(
+      `scale, ${name}: one build alone, run ${i + 1}/${scaleAloneRuns}: ${
+        fixed(alone[i].totalBytesPerSecond / BYTES_PER_MB, 1)
+      } MB/s`,
+    );
+  }
+  context.progress(`scale, ${name}: ${scaleBuilds} builds at once`);
+  const many = await round(context, corpus, { builds: scaleBuilds, lane, expected });
+  context.progress(
+    `scale, ${name}: ${scaleBuilds} builds: ${
+      fixed(many.totalBytesPerSecond / BYTES_PER_MB, 1)
+    } MB/s in all, slowest ${fixed(Math.max(...many.buildMs), 0)} ms, ${many.wholeBuilds} whole`,
+  );
+  return { alone, many };
+}
+
+/** Case 5: one build alone (median of several), then N at once; then the same over socat. */
 export async function scaleCase(context: BenchContext): Promise<void> {
-  const { scaleBuilds, scaleBytes, scaleAloneRuns } = context.options;
+  const { scaleBuilds, scaleBytes, scaleAloneRuns, socatBlockBytes } = context.options;
   const corpus = await context.corpus(scaleBytes);
   const expected = await checksumOf(corpus);
-  const lanes = { phonehome: phonehomeLane(corpus), socat: socatLane(corpus) };
-  const rounds = {} as Record<keyof typeof lanes, { alone: ScaleRound[]; many: ScaleRound }>;
-  for (const [name, lane] of Object.entries(lanes) as Array<[keyof typeof lanes, Lane]>) {
-    const alone: ScaleRound[] = [];
-    for (let i = 0; i < scaleAloneRuns; i++) {
-      alone.push(await round(context, corpus, { builds: 1, lane, expected }));
-      context.progress(
-        `scale, ${name}: one build alone, run ${i + 1}/${scaleAloneRuns}: ${
-          fixed(alone[i].totalBytesPerSecond / BYTES_PER_MB, 1)
-        } MB/s`,
-      );
-    }
-    context.progress(`scale, ${name}: ${scaleBuilds} builds at once`);
-    const many = await round(context, corpus, { builds: scaleBuilds, lane, expected });
-    context.progress(
-      `scale, ${name}: ${scaleBuilds} builds: ${
-        fixed(many.totalBytesPerSecond / BYTES_PER_MB, 1)
-      } MB/s in all, slowest ${fixed(Math.max(...many.buildMs), 0)} ms, ${many.wholeBuilds} whole`,
-    );
-    rounds[name] = { alone, many };
-  }
-  const { alone, many } = rounds.phonehome;
+  const { alone, many } = await laneRounds(context, corpus, {
+    name: "phonehome",
+    lane: phonehomeLane(corpus),
+    expected,
+  });
+  const socat = await laneRounds(context, corpus, {
+    name: "socat",
+    lane: socatLane(corpus, socatBlockBytes),
+    expected,
+  });
   const aloneRate = median(alone.map((r) => r.totalBytesPerSecond));
   const aloneMs = median(alone.map((r) => r.buildMs[0]));
   const ratio = many.totalBytesPerSecond / aloneRate;
-  const socatAloneRate = median(rounds.socat.alone.map((r) => r.totalBytesPerSecond));
-  const socatRatio = rounds.socat.many.totalBytesPerSecond / socatAloneRate;
-  context.data.scale = { alone, many, ratio, socat: { ...rounds.socat, ratio: socatRatio } };
+  const socatAloneRate = median(socat.alone.map((r) => r.totalBytesPerSecond));
+  const socatRatio = socat.many.totalBytesPerSecond / socatAloneRate;
+  context.data.scale = { alone, many, ratio, socat: { ...socat, ratio: socatRatio } };
   const per = `${scaleBuilds} x ${mb(scaleBytes)}`;
   context.rows.push(
     {
@@ -265,15 +283,15 @@ export async function scaleCase(context: BenchContext): Promise<void> {
     {
       case: "5. Scale",
       figure: `socat, the same: total throughput, ${per}, MB/s`,
-      phonehome: fixed(rounds.socat.many.totalBytesPerSecond / BYTES_PER_MB, 1),
+      phonehome: fixed(socat.many.totalBytesPerSecond / BYTES_PER_MB, 1),
       baseline: `${fixed(socatAloneRate / BYTES_PER_MB, 1)} (one socat pair alone)`,
       ratio: fixed(socatRatio, 2),
       target: "",
       met: null,
       how: `what the machine does with ${scaleBuilds} streams: each build's writer into a socat ` +
-        `that connects to a listening socat (-b ${SOCAT_BLOCK_BYTES}), read by its own ` +
+        `that connects to a listening socat (-b ${socatBlockBytes}), read by its own ` +
         `${READER}, in the same rounds; the figure over phonehome's: ` +
-        fixed(many.totalBytesPerSecond / rounds.socat.many.totalBytesPerSecond, 2),
+        fixed(many.totalBytesPerSecond / socat.many.totalBytesPerSecond, 2),
     },
     {
       case: "5. Scale",
