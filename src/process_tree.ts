@@ -161,8 +161,9 @@ export function reapOrphans(spawned: () => readonly number[]): () => void {
 
 /**
  * The pid of a child that has exited and is not yet reaped (left so), 0 when
- * no child has exited, undefined when this process has no child at all (or
- * cannot ask). Asking the kernel costs one call; a table costs a file per process.
+ * no child has exited or the kernel cannot be asked (then a table must tell),
+ * undefined when this process has no child at all. Asking the kernel costs one
+ * call; a table costs a file per process.
  */
 function firstExitedChild(): number | undefined {
   const c = libc();
