@@ -41,8 +41,11 @@ interface AttackRun {
   build: { intact: boolean } | null;
 }
 
-/** socat is the baseline every case measures against; the scale case holds builds at FIFOs. */
-const benchMissing = missing(["socat", "mkfifo"]);
+/**
+ * socat is the baseline every case measures against; the scale case holds
+ * builds at FIFOs and reads each with cksum.
+ */
+const benchMissing = missing(["socat", "mkfifo", "cksum"]);
 
 Deno.test(unlessUnavailable(benchMissing, {
   name: "the quick benchmark runs every case, writes parseable results, and loses no byte",

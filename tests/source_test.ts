@@ -16,6 +16,7 @@ import {
   waitForFile,
 } from "./support/processes.ts";
 import { tarOf } from "./support/tar_builder.ts";
+import { missing, unlessUnavailable } from "./support/requirements.ts";
 import { TestCluster } from "./kube/cluster.ts";
 
 const TOKEN = "source-test-secret-value";
@@ -58,20 +59,23 @@ Deno.test("locally the build runs in a fresh directory holding only its source, 
   assert.ok(!(await Deno.stat(where).then(() => true, () => false)), `${where} is left`);
 });
 
-Deno.test("a git archive given as the source is unpacked as git would", async () => {
-  await using dir = await tempDir();
-  const tree = await sourceTree(dir.path);
-  const archive = `${dir.path}/source.tar`;
-  const git = (...args: string[]): Promise<Deno.CommandOutput> =>
-    new Deno.Command("git", { args, cwd: tree, stdout: "null", stderr: "null" }).output();
-  await git("init", "-q");
-  await git("add", ".");
-  await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "source");
-  assert.ok((await git("archive", "--format=tar", "-o", archive, "HEAD")).success);
-  const result = await collect(spawnShellBuild("cat README; ./run", [`--source=${archive}`]));
-  assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout, "read me\nran\n");
-});
+Deno.test(unlessUnavailable(missing(["git"]), {
+  name: "a git archive given as the source is unpacked as git would",
+  fn: async () => {
+    await using dir = await tempDir();
+    const tree = await sourceTree(dir.path);
+    const archive = `${dir.path}/source.tar`;
+    const git = (...args: string[]): Promise<Deno.CommandOutput> =>
+      new Deno.Command("git", { args, cwd: tree, stdout: "null", stderr: "null" }).output();
+    await git("init", "-q");
+    await git("add", ".");
+    await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "source");
+    assert.ok((await git("archive", "--format=tar", "-o", archive, "HEAD")).success);
+    const result = await collect(spawnShellBuild("cat README; ./run", [`--source=${archive}`]));
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, "read me\nran\n");
+  },
+}));
 
 Deno.test("a hostile archive is refused with status 65, and the build never starts", async (t) => {
   const canary = `phonehome-canary-${crypto.randomUUID()}`;

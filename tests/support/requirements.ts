@@ -24,6 +24,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   socat: "socat",
   unshare: "util-linux",
   mkfifo: "coreutils",
+  cksum: "coreutils",
   script: "bsdutils",
   openssl: "openssl",
 };
